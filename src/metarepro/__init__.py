@@ -1,0 +1,21 @@
+"""metarepro: re-pool published meta-analyses and say whether they reproduce.
+
+The statistics engine agrees with R's metafor (see ``tests/reference``).
+
+>>> import pandas as pd, metarepro
+>>> frame = pd.DataFrame({"study": ["a", "b", "c"], "yi": [0.1, 0.3, -0.2],
+...                       "vi": [0.04, 0.09, 0.05]})
+>>> res = metarepro.pool(frame, measure="GEN", method="FE")
+>>> # by hand: (0.1/0.04 + 0.3/0.09 - 0.2/0.05) / (1/0.04 + 1/0.09 + 1/0.05) = 1.8333/56.111
+>>> round(res.estimate, 4)
+0.0327
+"""
+
+from .effects import compute_effects
+from .errors import InputError, MetareproWarning
+from .io import read_table
+from .pooling import FIELDS, METHODS, TESTS, PoolResult, PoolTable, pool
+
+__all__ = ["pool", "read_table", "compute_effects", "PoolResult", "PoolTable", "InputError",
+           "MetareproWarning", "FIELDS", "METHODS", "TESTS"]
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""Command line: ``metarepro pool FILE.csv --measure RR --method REML [--json]``.
+
+Every input problem ends the program with exit status 2 and one line on
+standard error naming the file, row, column and problem; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from . import io
+from .errors import InputError, MetareproWarning
+from .pooling import FIELDS, METHODS, TESTS, PoolResult, pool
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        sys.stderr.write(f"metarepro: error: {message} (see 'metarepro --help')\n")
+        raise SystemExit(2)
+
+
+def _fmt(x, digits=4):
+    if x is None:
+        return "NA"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def summary_text(res: PoolResult) -> str:
+    """A readable summary in the spirit of metafor's ``print.rma``."""
+    d = res.to_dict()
+    lines = []
+    lines.append(f"{'Common' if res.method in ('FE', 'MH', 'PETO') else 'Random'}-effects model "
+                 f"(k = {res.k}; method: {res.method}; test: {res.test}; measure: {res.measure})")
+    if res.method not in ("FE", "MH", "PETO"):
+        lines.append(f"tau^2 = {_fmt(d['tau2'])} [{_fmt(d['tau2_ci_lower'])}, {_fmt(d['tau2_ci_upper'])}]"
+                     f"   I^2 = {_fmt(d['i2'], 2)}% [{_fmt(d['i2_ci_lower'], 2)}, {_fmt(d['i2_ci_upper'], 2)}]"
+                     f"   H^2 = {_fmt(d['h2'])}")
+    else:
+        lines.append(f"I^2 = {_fmt(d['i2'], 2)}%   H^2 = {_fmt(d['h2'])}")
+    lines.append(f"Q({d['q_df']}) = {_fmt(d['q'])}, p = {_fmt(d['q_pvalue'])}")
+    stat = "t" if res.test == "knha" else "z"
+    lines.append(f"estimate = {_fmt(d['estimate'])}  se = {_fmt(d['se'])}  {stat} = {_fmt(d['statistic'])}"
+                 f"  p = {_fmt(d['pvalue'])}  {res.level:g}% CI [{_fmt(d['ci_lower'])}, {_fmt(d['ci_upper'])}]")
+    lines.append(f"prediction interval [{_fmt(d['pi_lower'])}, {_fmt(d['pi_upper'])}]")
+    nat = res.natural()
+    if nat:
+        lines.append(f"natural scale: {_fmt(nat['estimate_natural'])} [{_fmt(nat['ci_lower_natural'])}, "
+                     f"{_fmt(nat['ci_upper_natural'])}], prediction [{_fmt(nat['pi_lower_natural'])}, "
+                     f"{_fmt(nat['pi_upper_natural'])}]")
+    if not res.converged:
+        lines.append("WARNING: the tau^2 estimator did not converge (see warnings)")
+    for c in res.corrections:
+        lines.append(f"corrected: {c['study']}: {c['action']}")
+    for c in res.excluded:
+        lines.append(f"excluded: {c['study']}: {c['reason']}")
+    for w in res.warnings:
+        lines.append(f"note: {w}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="metarepro", description="Re-pool meta-analyses; metafor-compatible engine.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    q = sub.add_parser("pool", help="pool the studies of a CSV file")
+    q.add_argument("file", help="CSV: one row per study, a 'study' column and one column family")
+    q.add_argument("--measure", required=True, choices=io.MEASURES)
+    q.add_argument("--method", default="REML", choices=METHODS)
+    q.add_argument("--test", default="z", choices=TESTS)
+    q.add_argument("--by", default=None, help="column naming separate analyses (pooled in one pass)")
+    q.add_argument("--level", type=float, default=95.0, help="confidence level in percent")
+    q.add_argument("--add", type=float, default=0.5, help="continuity correction for zero cells")
+    q.add_argument("--to", default="only0", choices=("only0", "all", "if0all", "none"))
+    q.add_argument("--drop00", default=None, choices=("yes", "no"),
+                   help="drop double-zero studies (default: metafor's for the method)")
+    q.add_argument("--ci-level", type=float, default=95.0,
+                   help="level of intervals given in estimate,ci_lower,ci_upper columns")
+    q.add_argument("--json", action="store_true", help="one JSON object (JSON Lines with --by)")
+    return p
+
+
+def _run(args) -> int:
+    frame = io.read_table(args.file)
+    drop00 = None if args.drop00 is None else args.drop00 == "yes"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetareproWarning)  # they are printed with the result
+        res = pool(frame, measure=args.measure, method=args.method, test=args.test, by=args.by,
+                   level=args.level, add=args.add, to=args.to, drop00=drop00, ci_level=args.ci_level)
+    if args.by is None:
+        if args.json:
+            print(json.dumps(res.to_dict(), sort_keys=False))
+        else:
+            print(summary_text(res))
+        return 0
+    for r in res.results():
+        if args.json:
+            print(json.dumps(r.to_dict()))
+        else:
+            print(f"== {args.by} = {r.group}")
+            print(summary_text(r))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except InputError as err:
+        sys.stderr.write(f"metarepro: error: {err.one_line()}\n")
+        return 2
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # an engine bug: still one line, never a traceback
+        sys.stderr.write(f"metarepro: internal error: {type(err).__name__}: {err}\n")
+        return 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

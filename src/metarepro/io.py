@@ -1,0 +1,176 @@
+"""Reading study tables and checking them before any statistics are done.
+
+Everything a user can get wrong in a CSV is caught here and reported as one
+:class:`~metarepro.errors.InputError` line naming the file, row and column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io as _io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+#: Column families: which columns each kind of input needs.
+BINARY = ("events_t", "total_t", "events_c", "total_c")
+CONTINUOUS = ("mean_t", "sd_t", "total_t", "mean_c", "sd_c", "total_c")
+CORRELATION = ("r", "total")
+GENERIC_VI = ("yi", "vi")
+GENERIC_SEI = ("yi", "sei")
+GENERIC_CI = ("estimate", "ci_lower", "ci_upper")
+
+MEASURES = ("RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN")
+RATIO_MEASURES = ("RR", "OR", "ROM")
+FAMILY_OF_MEASURE = {
+    "RR": BINARY, "OR": BINARY, "RD": BINARY,
+    "MD": CONTINUOUS, "SMD": CONTINUOUS, "ROM": CONTINUOUS,
+    "ZCOR": CORRELATION, "GEN": None,
+}
+ALL_KNOWN = set(BINARY + CONTINUOUS + CORRELATION + GENERIC_VI + GENERIC_SEI + GENERIC_CI)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a study table as a spreadsheet writes it.
+
+    UTF-8 with or without a byte-order mark, Unix or Windows line endings.
+    Cells are read as text and converted later, column by column, so that a
+    non-numeric cell can be reported with its row and column.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    pandas.DataFrame
+        With ``attrs["source"]`` set to the path, so later errors name the file.
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise InputError("file does not exist", file=name)
+    if path.is_dir():
+        raise InputError("is a folder, not a CSV file", file=name)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"is not UTF-8 text (byte {exc.start})", file=name) from None
+    if not text.strip():
+        raise InputError("is empty", file=name)
+    try:
+        frame = pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False,
+                            skipinitialspace=True)
+    except pd.errors.ParserError as exc:
+        raise InputError(f"is not a readable CSV table ({' '.join(str(exc).split())})",
+                         file=name) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise InputError("has a header but no rows", file=name)
+    frame.attrs["source"] = name
+    frame.attrs["first_line"] = 2
+    return frame
+
+
+def _where(frame: pd.DataFrame) -> tuple[str, int | None]:
+    return frame.attrs.get("source", "<data>"), frame.attrs.get("first_line")
+
+
+def row_label(frame: pd.DataFrame, position: int) -> int | str:
+    """The row as the user sees it: the file's line number, or the frame's index label."""
+    _, first = _where(frame)
+    if first is not None:
+        return first + position
+    return frame.index[position]
+
+
+def choose_family(frame: pd.DataFrame, measure: str) -> tuple[str, ...]:
+    """Pick the column family that the measure and the table's columns imply.
+
+    Raises
+    ------
+    InputError
+        Unknown measure, or none of the families the measure accepts is present
+        (the message names the missing columns and likely misspellings).
+    """
+    file, _ = _where(frame)
+    if measure not in MEASURES:
+        raise InputError(f"unknown measure '{measure}' (choose one of {', '.join(MEASURES)})",
+                         file=file)
+    cols = set(frame.columns)
+    native = FAMILY_OF_MEASURE[measure]
+    candidates = ([native] if native else []) + [GENERIC_VI, GENERIC_SEI, GENERIC_CI]
+    for fam in candidates:
+        if set(fam) <= cols:
+            return fam
+    # Nothing fits: explain with the family closest to what is there.
+    best = max(candidates, key=lambda fam: len(set(fam) & cols))
+    missing = [c for c in best if c not in cols]
+    hints = []
+    for c in missing:
+        close = difflib.get_close_matches(c, [x for x in frame.columns if x not in ALL_KNOWN],
+                                          n=1, cutoff=0.6)
+        hints.append(f"'{c}'" + (f" (is '{close[0]}' a misspelling?)" if close else ""))
+    other = [fam for fam in (BINARY, CONTINUOUS, CORRELATION) if fam != native and set(fam) <= cols]
+    if other:
+        raise InputError(
+            f"measure {measure} does not fit the columns {','.join(other[0])}; "
+            f"it needs {','.join(native or GENERIC_VI)} or generic yi,vi / estimate,ci_lower,ci_upper",
+            file=file)
+    raise InputError(f"missing column {', '.join(hints)} for measure {measure}", file=file)
+
+
+def numeric_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Convert the named columns to float arrays, failing on the first bad cell."""
+    file, _ = _where(frame)
+    out = {}
+    for col in columns:
+        values = frame[col]
+        if values.dtype == object or pd.api.types.is_string_dtype(values):
+            text = values.astype(str).str.strip().str.replace(",", "", regex=False)
+            num = pd.to_numeric(text, errors="coerce")
+            bad = num.isna().to_numpy()
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                cell = str(values.iloc[i]).strip()
+                problem = "empty cell" if cell in ("", "nan", "NaN", "None", "NA") else f"'{cell}' is not a number"
+                raise InputError(problem, file=file, row=row_label(frame, i), column=col)
+            arr = num.to_numpy(dtype=float)
+        else:
+            arr = values.to_numpy(dtype=float)
+            bad = np.isnan(arr)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise InputError("empty cell", file=file, row=row_label(frame, i), column=col)
+        inf = ~np.isfinite(arr)
+        if inf.any():
+            i = int(np.flatnonzero(inf)[0])
+            raise InputError("value is not finite", file=file, row=row_label(frame, i), column=col)
+        out[col] = arr
+    return out
+
+
+def check_studies(frame: pd.DataFrame, by: str | None = None) -> np.ndarray:
+    """Return the study labels, checking they exist and are unique (within ``by`` groups)."""
+    file, _ = _where(frame)
+    if "study" not in frame.columns:
+        close = difflib.get_close_matches("study", list(frame.columns), n=1, cutoff=0.6)
+        hint = f" (is '{close[0]}' a misspelling?)" if close else ""
+        raise InputError(f"missing column 'study'{hint}", file=file)
+    labels = frame["study"].astype(str).str.strip()
+    empty = (labels == "") | (labels.str.lower() == "nan")
+    if empty.any():
+        i = int(np.flatnonzero(empty.to_numpy())[0])
+        raise InputError("empty study label", file=file, row=row_label(frame, i), column="study")
+    keys = [labels] if by is None else [frame[by].astype(str), labels]
+    dup = pd.DataFrame({f"k{j}": k.to_numpy() for j, k in enumerate(keys)}).duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        scope = "" if by is None else f" within {by} '{frame[by].iloc[i]}'"
+        raise InputError(f"duplicate study label '{labels.iloc[i]}'{scope}", file=file,
+                         row=row_label(frame, i), column="study")
+    return labels.to_numpy()

@@ -1,0 +1,404 @@
+"""Pooling: the public entry point :func:`pool` and its result objects."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from . import _core, io
+from .effects import compute_effects
+from .errors import InputError, MetareproWarning
+
+METHODS = ("FE", "MH", "PETO") + _core.TAU2_ESTIMATORS
+TESTS = ("z", "knha")
+COMMON_EFFECT = ("FE", "MH", "PETO")
+
+#: Names of the per-analysis fields, in the order of the CLI/JSON/CSV output.
+FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df",
+          "pi_lower", "pi_upper", "pi_hts_lower", "pi_hts_upper",
+          "tau2", "tau2_ci_lower", "tau2_ci_upper", "i2", "i2_ci_lower", "i2_ci_upper",
+          "h2", "h2_ci_lower", "h2_ci_upper", "q", "q_df", "q_pvalue", "converged")
+NATURAL = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
+
+
+def _natural(measure):
+    if measure in io.RATIO_MEASURES:
+        return np.exp
+    if measure == "ZCOR":
+        return np.tanh
+    return None
+
+
+def _clean(x):
+    """JSON-friendly scalar: NaN and inf become None, numpy types become Python."""
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+@dataclass(frozen=True)
+class PoolResult:
+    """One pooled meta-analysis.
+
+    All effect fields are on the model scale (log for RR/OR/ROM, Fisher's z for
+    ZCOR); ``*_natural`` fields hold the back-transformed values (ratios,
+    correlations) where the measure has another natural scale. ``i2`` and
+    weights are percentages. ``df`` is the t degrees of freedom with
+    ``test="knha"`` and None for z tests.
+    """
+
+    measure: str
+    method: str
+    test: str
+    level: float
+    k: int
+    estimate: float
+    se: float
+    ci_lower: float
+    ci_upper: float
+    statistic: float
+    pvalue: float
+    df: float | None
+    pi_lower: float
+    pi_upper: float
+    pi_hts_lower: float
+    pi_hts_upper: float
+    tau2: float
+    tau2_ci_lower: float
+    tau2_ci_upper: float
+    i2: float
+    i2_ci_lower: float
+    i2_ci_upper: float
+    h2: float
+    h2_ci_lower: float
+    h2_ci_upper: float
+    q: float
+    q_df: int
+    q_pvalue: float
+    converged: bool
+    studies: pd.DataFrame = field(repr=False)
+    corrections: list = field(default_factory=list, repr=False)
+    excluded: list = field(default_factory=list, repr=False)
+    warnings: list = field(default_factory=list, repr=False)
+    group: object = None
+
+    def natural(self) -> dict:
+        """Estimate and intervals back-transformed to the natural scale
+        (``exp`` for RR/OR/ROM, ``tanh`` for ZCOR); empty for other measures."""
+        fn = _natural(self.measure)
+        if fn is None:
+            return {}
+        with np.errstate(over="ignore", invalid="ignore"):
+            return {f"{n}_natural": _clean(fn(getattr(self, n))) for n in NATURAL}
+
+    def to_dict(self) -> dict:
+        """All fields as plain Python values (NaN → None), studies as a list of dicts."""
+        out = {"measure": self.measure, "method": self.method, "test": self.test,
+               "level": self.level}
+        if self.group is not None:
+            out["group"] = _clean(self.group)
+        for name in FIELDS:
+            out[name] = _clean(getattr(self, name))
+        out.update(self.natural())
+        out["studies"] = [{k: _clean(v) for k, v in row.items()}
+                          for row in self.studies.to_dict(orient="records")]
+        out["corrections"] = [dict(c) for c in self.corrections]
+        out["excluded"] = [dict(c) for c in self.excluded]
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+@dataclass(frozen=True)
+class PoolTable:
+    """Many pooled meta-analyses from one call with ``by=``.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per analysis: the ``by`` column then the fields of :class:`PoolResult`.
+    studies : DataFrame
+        One row per study: ``by``, ``study``, ``yi``, ``vi``, ``weight``.
+    """
+
+    by: str
+    summary: pd.DataFrame
+    studies: pd.DataFrame
+    measure: str
+    method: str
+    test: str
+    level: float
+    corrections: list = field(default_factory=list)
+    excluded: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-analysis summary table."""
+        return self.summary
+
+    def groups(self) -> list:
+        return list(self.summary[self.by])
+
+    def __len__(self):
+        return len(self.summary)
+
+    def __getitem__(self, group) -> PoolResult:
+        """The :class:`PoolResult` of one analysis."""
+        row = self.summary[self.summary[self.by] == group]
+        if row.empty:
+            raise KeyError(group)
+        rec = row.iloc[0].to_dict()
+        st = self.studies[self.studies[self.by] == group].drop(columns=[self.by]).reset_index(drop=True)
+        names = {f.name for f in fields(PoolResult)}
+        kw = {k: v for k, v in rec.items() if k in names}
+        kw["k"] = int(kw["k"])
+        kw["q_df"] = int(kw["q_df"])
+        kw["converged"] = bool(kw["converged"])
+        kw["df"] = None if pd.isna(kw["df"]) else kw["df"]
+        sel = lambda lst: [c for c in lst if c.get(self.by) == group]  # noqa: E731
+        return PoolResult(measure=self.measure, method=self.method, test=self.test,
+                          level=self.level, studies=st, corrections=sel(self.corrections),
+                          excluded=sel(self.excluded),
+                          warnings=[w for w in self.warnings if w.startswith(f"{self.by}={group}:")],
+                          group=group, **kw)
+
+    def results(self) -> list:
+        return [self[g] for g in self.groups()]
+
+
+def _check_options(frame, measure, method, test, level, by):
+    file = frame.attrs.get("source", "<data>")
+    if measure not in io.MEASURES:
+        raise InputError(f"unknown measure '{measure}' (choose one of {', '.join(io.MEASURES)})", file=file)
+    if method not in METHODS:
+        raise InputError(f"unknown method '{method}' (choose one of {', '.join(METHODS)})", file=file)
+    if test not in TESTS:
+        raise InputError(f"unknown test '{test}' (choose z or knha)", file=file)
+    if not (0 < float(level) < 100):
+        raise InputError(f"level {level} must be between 0 and 100 (percent)", file=file)
+    if method in ("MH", "PETO"):
+        if measure not in (("RR", "OR", "RD") if method == "MH" else ("OR",)):
+            raise InputError(f"method {method} needs measure "
+                             f"{'RR, OR or RD' if method == 'MH' else 'OR'}, not {measure}", file=file)
+        if test != "z":
+            raise InputError(f"test '{test}' does not apply to the common-effect method {method}; use z",
+                             file=file)
+    if by is not None and by not in frame.columns:
+        raise InputError(f"missing column '{by}' named by --by", file=file)
+    if len(frame) == 0:
+        raise InputError("has no rows", file=file)
+
+
+def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z",
+         by: str | None = None, level: float = 95, add: float = 0.5, to: str = "only0",
+         drop00: bool | None = None, ci_level: float = 95) -> PoolResult | PoolTable:
+    """Pool the studies of one or many meta-analyses.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per study with a unique ``study`` label and the columns of one
+        input family (see :mod:`metarepro.io`). Other columns are ignored here
+        and pass through the pipeline untouched.
+    measure : {"RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN"}
+    method : {"FE", "MH", "PETO", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB"}
+        Common effect (inverse variance, Mantel-Haenszel, Peto) or random effects
+        with the named tau² estimator.
+    test : {"z", "knha"}
+        Wald z, or Hartung-Knapp-Sidik-Jonkman with t on k-1 df.
+    by : str, optional
+        Column whose values name separate analyses; all are fitted in one
+        vectorised pass and a :class:`PoolTable` is returned.
+    level : float
+        Confidence level in percent for all intervals.
+    add, to, drop00 :
+        Zero-cell conventions for 2x2 data (see :func:`metarepro.effects.compute_effects`).
+        ``drop00=None`` means metafor's default for the method: False for
+        inverse-variance models (``escalc``), True for the study-level effects
+        of MH and Peto (``rma.mh``/``rma.peto``), whose pooled estimates use
+        the uncorrected counts of all tables.
+    ci_level : float
+        Level of the intervals in ``estimate,ci_lower,ci_upper`` input.
+
+    Returns
+    -------
+    PoolResult or PoolTable
+
+    Raises
+    ------
+    InputError
+        For any problem with the table or the options (one line, with file,
+        row and column where they apply).
+
+    Notes
+    -----
+    Agrees with metafor 3.8 (``rma``, ``rma.mh``, ``rma.peto``, ``confint``,
+    ``predict``); see ``tests/reference`` for the comparison and tolerances.
+
+    References
+    ----------
+    Viechtbauer W (2010). Conducting meta-analyses in R with the metafor
+    package. J Stat Softw 36(3):1-48.
+    """
+    _check_options(frame, measure, method, test, level, by)
+    io.check_studies(frame, by)
+    level = float(level)
+    if by is None:
+        codes = np.zeros(len(frame), np.intp)
+        keys = [None]
+    else:
+        codes, uniques = pd.factorize(frame[by].astype(str), sort=False)
+        keys = list(uniques)
+    G = len(keys)
+    if drop00 is None:
+        drop00 = method in ("MH", "PETO")
+    eff = compute_effects(frame, measure, add=add, to=to, drop00=drop00, ci_level=ci_level,
+                          group=codes)
+    labels = frame["study"].astype(str).str.strip().to_numpy()
+    yi, vi = eff.yi, eff.vi
+    usable = np.isfinite(yi) & np.isfinite(vi)
+    if method in ("MH", "PETO") and eff.counts is None:
+        raise InputError(f"method {method} needs 2x2 counts (events_t,total_t,events_c,total_c)",
+                         file=frame.attrs.get("source", "<data>"))
+    if method == "PETO":
+        # Peto's study-level effects (shown, and counted for Q's df) come from the
+        # continuity-corrected table; pooling uses the raw counts.
+        from .effects import peto_log_odds_ratio
+        c = eff.counts
+        n0 = (c["ai"] == 0) | (c["bi"] == 0) | (c["ci"] == 0) | (c["di"] == 0)
+        keep = usable
+        hit = np.zeros_like(keep)
+        for corr in eff.corrections:
+            hit[corr["row"]] = True
+        del n0
+        a_, b_, c_, d_ = (c[x] + np.where(hit, add, 0.0) for x in ("ai", "bi", "ci", "di"))
+        yi, vi = peto_log_odds_ratio(a_, b_, c_, d_)
+        yi = np.where(keep, yi, np.nan)
+        vi = np.where(keep, vi, np.nan)
+        usable = np.isfinite(yi)
+
+    out, weights, warns = _fit(yi, vi, usable, codes, G, eff, method, test, level, measure)
+
+    by_name = by
+    for lst in (eff.corrections, eff.excluded):
+        for item in lst:
+            item.setdefault("study", labels[item["row"]])
+            if by is not None:
+                item[by] = keys[codes[item["row"]]]
+    studies = pd.DataFrame({"study": labels, "yi": np.where(usable, yi, np.nan),
+                            "vi": np.where(usable, vi, np.nan), "weight": weights})
+    if by is None:
+        w = [f"{m}" for m in warns.get(0, [])]
+        for m in w:
+            warnings.warn(m, MetareproWarning, stacklevel=2)
+        rec = {name: out[name][0] for name in out}
+        return PoolResult(measure=measure, method=method, test=test, level=level,
+                          k=int(rec["k"]), q_df=int(rec["q_df"]), converged=bool(rec["converged"]),
+                          df=None if test == "z" or method in COMMON_EFFECT and test == "z" else float(rec["df"]),
+                          studies=studies, corrections=eff.corrections, excluded=eff.excluded,
+                          warnings=w,
+                          **{n: float(rec[n]) for n in FIELDS if n not in ("k", "q_df", "converged", "df")})
+    summary = pd.DataFrame({by_name: keys, **{n: out[n] for n in FIELDS}})
+    summary["k"] = summary["k"].astype(int)
+    summary["q_df"] = summary["q_df"].astype(int)
+    summary["converged"] = summary["converged"].astype(bool)
+    if test == "z":
+        summary["df"] = np.nan
+    fn = _natural(measure)
+    if fn is not None:
+        with np.errstate(over="ignore"):
+            for n in NATURAL:
+                summary[f"{n}_natural"] = fn(summary[n].to_numpy())
+    studies.insert(0, by_name, [keys[c] for c in codes])
+    allw = []
+    for gi, msgs in sorted(warns.items()):
+        for m in msgs:
+            allw.append(f"{by_name}={keys[gi]}: {m}")
+    for m in allw[:20]:
+        warnings.warn(m, MetareproWarning, stacklevel=2)
+    if len(allw) > 20:
+        warnings.warn(f"... and {len(allw) - 20} more warnings", MetareproWarning, stacklevel=2)
+    return PoolTable(by=by_name, summary=summary, studies=studies, measure=measure, method=method,
+                     test=test, level=level, corrections=eff.corrections, excluded=eff.excluded,
+                     warnings=allw)
+
+
+def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
+    """Fit every analysis; returns (fields dict of arrays, per-row weights, warnings by group)."""
+    n = len(yi)
+    rows = np.flatnonzero(usable)
+    seg = _core.Segments(codes[rows], G)
+    y, v = yi[rows], vi[rows]
+    warns: dict[int, list] = {}
+    weights = np.full(n, np.nan)
+
+    def warn(mask, msg):
+        for gi in np.flatnonzero(mask):
+            warns.setdefault(int(gi), []).append(msg)
+
+    if method in ("MH", "PETO"):
+        c = eff.counts
+        allseg = _core.Segments(codes, G)
+        if method == "MH":
+            beta, se, w = _core.mantel_haenszel(allseg, c["ai"], c["bi"], c["ci"], c["di"], measure)
+            with np.errstate(invalid="ignore"):
+                q = seg.sum((y - beta[seg.g]) ** 2 / v)
+        else:
+            beta, se, q, w = _core.peto(allseg, c["ai"], c["bi"], c["ci"], c["di"])
+        weights = w
+        kyi = seg.k
+        df = kyi - 1
+        from scipy import stats
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = np.maximum(0.0, q)
+            qp = stats.chi2.sf(q, df)
+            i2 = np.where(q > 0, np.maximum(0.0, 100 * (q - df) / q), 0.0)
+            h2 = q / df
+            zc = stats.norm.isf((1 - level / 100) / 2)
+            stat = beta / se
+            p = 2 * stats.norm.sf(np.abs(stat))
+        small = kyi <= 1
+        q, qp, i2, h2 = (np.where(small, a, b) for a, b in ((0.0, q), (1.0, qp), (0.0, i2), (1.0, h2)))
+        nanG = np.full(G, np.nan)
+        out = dict(k=allseg.k, estimate=beta, se=se, ci_lower=beta - zc * se, ci_upper=beta + zc * se,
+                   statistic=stat, pvalue=p, df=nanG, pi_lower=beta - zc * se, pi_upper=beta + zc * se,
+                   pi_hts_lower=nanG, pi_hts_upper=nanG, tau2=np.zeros(G),
+                   tau2_ci_lower=nanG, tau2_ci_upper=nanG, i2=i2, i2_ci_lower=nanG, i2_ci_upper=nanG,
+                   h2=h2, h2_ci_lower=nanG, h2_ci_upper=nanG, q=q, q_df=np.maximum(df, 0),
+                   q_pvalue=qp, converged=np.ones(G, bool))
+        warn(np.isnan(beta), f"{method} estimate does not exist (no events in one arm of every study)")
+        return out, weights, warns
+
+    tau2, conv, fallback = _core.estimate_tau2(seg, y, v, method)
+    common = method == "FE"
+    iv, w = _core.inverse_variance(seg, y, v, tau2, test, level)
+    weights[rows] = w
+    het = _core.heterogeneity(seg, y, v, tau2, common)
+    if common:
+        nanG = np.full(G, np.nan)
+        qp = dict(tau2_ci_lower=nanG, tau2_ci_upper=nanG, i2_ci_lower=nanG, i2_ci_upper=nanG,
+                  h2_ci_lower=nanG, h2_ci_upper=nanG)
+    else:
+        qp = _core.q_profile(seg, y, v, tau2, het["vt"], level)
+    pi = _core.prediction_interval(iv["estimate"], iv["se"], tau2, iv["crit"], seg.k, level)
+    out = dict(k=seg.k, tau2=tau2, converged=conv, **{k: iv[k] for k in
+               ("estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df")},
+               **pi, **qp, **{k: het[k] for k in ("q", "q_df", "q_pvalue", "i2", "h2")})
+    out["q_df"] = np.maximum(out["q_df"], 0)
+    warn(seg.k == 0, "no study could be pooled (all excluded)")
+    warn(seg.k == 1, "k = 1: the estimate is that study's; no heterogeneity can be estimated")
+    warn(seg.k == 2, "k = 2: tau² and the prediction interval are very imprecise")
+    warn(fallback, f"{method} Fisher scoring did not converge in {_core.MAXITER} iterations; "
+                   "tau² is the root of the score equation found by bracketing")
+    warn(~conv & ~fallback, f"{method} root search for tau² did not converge")
+    if common and test == "knha":
+        warn(np.ones(G, bool), "the Knapp-Hartung test is meant for random-effects models")
+    return out, weights, warns
