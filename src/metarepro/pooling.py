@@ -395,7 +395,8 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
     out["q_df"] = np.maximum(out["q_df"], 0)
     warn(seg.k == 0, "no study could be pooled (all excluded)")
     warn(seg.k == 1, "k = 1: the estimate is that study's; no heterogeneity can be estimated")
-    warn(seg.k == 2, "k = 2: tau² and the prediction interval are very imprecise")
+    if not common:
+        warn(seg.k == 2, "k = 2: tau² and the prediction interval are very imprecise")
     warn(fallback, f"{method} Fisher scoring did not converge in {_core.MAXITER} iterations; "
                    "tau² is the root of the score equation found by bracketing")
     warn(~conv & ~fallback, f"{method} root search for tau² did not converge")

@@ -1,0 +1,56 @@
+"""Property tests: invariances any correct meta-analysis must have."""
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import metarepro
+
+METHODS = ["FE", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB"]
+
+studies = st.lists(
+    st.tuples(st.floats(-3, 3, allow_nan=False), st.floats(0.005, 2.0, allow_nan=False)),
+    min_size=2, max_size=12)
+
+
+def frame_of(rows):
+    y, v = zip(*rows)
+    return pd.DataFrame({"study": [f"s{i}" for i in range(len(rows))], "yi": y, "vi": v})
+
+
+@settings(max_examples=40, deadline=None)
+@given(studies, st.sampled_from(METHODS), st.sampled_from(["z", "knha"]), st.randoms())
+def test_order_does_not_matter(rows, method, test, rnd):
+    f = frame_of(rows)
+    g = f.sample(frac=1.0, random_state=rnd.randint(0, 10**6)).reset_index(drop=True)
+    a = metarepro.pool(f, measure="GEN", method=method, test=test)
+    b = metarepro.pool(g, measure="GEN", method=method, test=test)
+    for name in ("estimate", "se", "tau2", "q", "i2", "ci_lower", "pi_upper"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert np.isclose(x, y, rtol=1e-7, atol=1e-9, equal_nan=True), (name, x, y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(studies, st.sampled_from(METHODS))
+def test_tau2_nonnegative_and_no_nan(rows, method):
+    res = metarepro.pool(frame_of(rows), measure="GEN", method=method)
+    assert res.tau2 >= 0 and res.i2 >= 0
+    for name in ("estimate", "se", "ci_lower", "ci_upper", "q", "pvalue", "pi_lower", "pi_upper"):
+        assert np.isfinite(getattr(res, name)), name
+    if method != "FE":
+        assert res.tau2_ci_lower <= res.tau2 + 1e-8 <= res.tau2_ci_upper + 2e-8 or res.tau2_ci_upper == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(studies, st.sampled_from(METHODS), st.floats(0.1, 10), st.floats(-5, 5))
+def test_affine_change_of_scale(rows, method, c, shift):
+    # y -> c*y + shift, v -> c^2 v: the estimate moves the same way, tau2 scales by c^2
+    f = frame_of(rows)
+    g = f.assign(yi=c * f.yi + shift, vi=c * c * f.vi)
+    a = metarepro.pool(f, measure="GEN", method=method)
+    b = metarepro.pool(g, measure="GEN", method=method)
+    assert np.isclose(b.estimate, c * a.estimate + shift, rtol=1e-6, atol=1e-6 * c)
+    assert np.isclose(b.se, c * a.se, rtol=1e-6, atol=1e-8)
+    assert np.isclose(b.tau2, c * c * a.tau2, rtol=1e-5, atol=1e-8 * c * c)
+    assert np.isclose(b.i2, a.i2, rtol=1e-6, atol=1e-6)
