@@ -13,12 +13,16 @@ def names(specs):
     return {re.split(r"[<>=!~ \[]", s.strip(), maxsplit=1)[0].lower() for s in specs}
 
 
-def test_dependency_lists_in_step():
+import pytest
+
+
+@pytest.mark.parametrize("env_file", ["environment.yml", "workflow/envs/metarepro.yaml"])
+def test_dependency_lists_in_step(env_file):
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     want = names(py["dependencies"])
     for extra in py["optional-dependencies"].values():
         want |= names(extra)
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    env = yaml.safe_load((ROOT / env_file).read_text())
     conda, pip = set(), set()
     for dep in env["dependencies"]:
         if isinstance(dep, dict):

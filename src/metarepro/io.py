@@ -82,6 +82,9 @@ def _where(frame: pd.DataFrame) -> tuple[str, int | None]:
 
 def row_label(frame: pd.DataFrame, position: int) -> int | str:
     """The row as the user sees it: the file's line number, or the frame's index label."""
+    lines = frame.attrs.get("lines")
+    if lines is not None:
+        return int(lines[position])
     _, first = _where(frame)
     if first is not None:
         return first + position

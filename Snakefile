@@ -1,0 +1,19 @@
+# metarepro: `snakemake --cores 4` regenerates every pooled estimate, forest plot,
+# heterogeneity report and reproduction verdict from data/extracted/.
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/pool.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/reproduce.smk"
+
+
+rule all:
+    input:
+        all_outputs(),

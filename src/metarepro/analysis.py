@@ -1,0 +1,316 @@
+"""Everything the pipeline reports for one analysis of the evidence base.
+
+Pure functions from an :class:`~metarepro.extracted.Analysis` to tables and
+text; the Snakemake scripts only read files, call these and write the results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .errors import InputError, MetareproWarning
+from .extracted import Analysis
+from .pooling import FIELDS, PoolResult, pool
+from .reproduce import DEFAULT_TOLERANCE, judge, published_method
+
+RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
+
+
+def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> pd.DataFrame:
+    """The rows of one outcome (optionally one comparison) ready for :func:`pool`.
+
+    Study labels are made unique by appending the comparison where a trial
+    contributes several comparisons (multi-arm trials).
+    """
+    rows = an.rows(outcome)
+    if comparison is not None and "comparison" in rows.columns:
+        keep = (rows["comparison"] == comparison).to_numpy()
+        lines = [ln for ln, k in zip(rows.attrs["lines"], keep) if k]
+        rows = rows[keep].reset_index(drop=True)
+        rows.attrs.update(source=an.csv_path, lines=lines, first_line=None)
+    if "comparison" in rows.columns and rows["study"].duplicated().any():
+        attrs = dict(rows.attrs)
+        rows = rows.assign(study=rows["study"] + " (" + rows["comparison"] + ")")
+        rows.attrs.update(attrs)
+    return rows
+
+
+def applicable_methods(frame: pd.DataFrame, measure: str) -> list[str]:
+    """FE and every tau² estimator, plus MH/Peto where 2x2 counts allow them."""
+    methods = ["FE"]
+    if set(io.BINARY) <= set(frame.columns) and measure in ("RR", "OR", "RD"):
+        methods.append("MH")
+        if measure == "OR":
+            methods.append("PETO")
+    return methods + list(RE_METHODS)
+
+
+def _quiet_pool(frame, **kw) -> PoolResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetareproWarning)
+        return pool(frame, **kw)
+
+
+def pooled_table(an: Analysis, tests=("z", "knha"), level: float = 95) -> pd.DataFrame:
+    """One row per outcome × method × test with the engine's fields."""
+    recs = []
+    for outcome in an.outcomes():
+        frame = outcome_frame(an, outcome)
+        if frame.empty:
+            continue
+        measure = an.measure_of(outcome)
+        for method in applicable_methods(frame, measure):
+            for test in tests:
+                if method in ("MH", "PETO") and test != "z":
+                    continue
+                res = _quiet_pool(frame, measure=measure, method=method, test=test, level=level)
+                d = res.to_dict()
+                rec = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method,
+                       "test": test}
+                rec.update({k: d[k] for k in FIELDS})
+                rec.update(res.natural())
+                recs.append(rec)
+    return pd.DataFrame(recs)
+
+
+def _fmt(x, d=3):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "NA"
+    return f"{x:.{d}f}"
+
+
+def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = "knha",
+                  level: float = 95) -> tuple[dict, str]:
+    """Heterogeneity report of one outcome: JSON-ready dict and Markdown text.
+
+    Q, df, p; I² and tau² with Q-profile CIs; H²; the prediction interval; every
+    tau² estimator under both tests side by side; every corrected or excluded
+    study with the reason; trials missing from the evidence base.
+    """
+    frame = outcome_frame(an, outcome)
+    measure = an.measure_of(outcome)
+    main = _quiet_pool(frame, measure=measure, method=method, test=test, level=level)
+    rows = []
+    for m in ("FE",) + RE_METHODS:
+        for t in ("z", "knha"):
+            r = _quiet_pool(frame, measure=measure, method=m, test=t, level=level)
+            rows.append({"method": m, "test": t, "tau2": r.tau2, "tau2_ci_lower": r.tau2_ci_lower,
+                         "tau2_ci_upper": r.tau2_ci_upper, "i2": r.i2, "estimate": r.estimate,
+                         "ci_lower": r.ci_lower, "ci_upper": r.ci_upper, "pi_lower": r.pi_lower,
+                         "pi_upper": r.pi_upper, "pvalue": r.pvalue, "converged": r.converged,
+                         **{f"{k}": v for k, v in r.natural().items()}})
+    missing = [{"study": t["study"], "reason": t.get("reason")} for t in an.trials_missing(outcome)]
+    d = main.to_dict()
+    report = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method, "test": test,
+              "level": level, "k": main.k, "q": d["q"], "q_df": d["q_df"], "q_pvalue": d["q_pvalue"],
+              "tau2": d["tau2"], "tau2_ci_lower": d["tau2_ci_lower"], "tau2_ci_upper": d["tau2_ci_upper"],
+              "i2": d["i2"], "i2_ci_lower": d["i2_ci_lower"], "i2_ci_upper": d["i2_ci_upper"],
+              "h2": d["h2"], "h2_ci_lower": d["h2_ci_lower"], "h2_ci_upper": d["h2_ci_upper"],
+              "pi_lower": d["pi_lower"], "pi_upper": d["pi_upper"], **main.natural(),
+              "estimators": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
+              "corrections": main.corrections, "excluded": main.excluded,
+              "missing_trials": missing, "integrity_flags": [
+                  {"study": s, "flag": f} for s, f in an.flagged().items()], "warnings": main.warnings}
+    nat = main.natural()
+    lines = [f"# Heterogeneity: {an.spec['title']} — {outcome}", "",
+             f"Measure {measure}; model {method} with test {test}; k = {main.k}"
+             + (f" of {main.k + len(missing)} trials listed (missing: "
+                + "; ".join(f"{m['study']} — {m['reason']}" for m in missing) + ")" if missing else "") + ".",
+             "",
+             "| statistic | value | 95% CI |", "|---|---|---|",
+             f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | p = {_fmt(d['q_pvalue'], 4)} |",
+             f"| tau² | {_fmt(d['tau2'], 4)} | {_fmt(d['tau2_ci_lower'], 4)} to {_fmt(d['tau2_ci_upper'], 4)} |",
+             f"| I² (%) | {_fmt(d['i2'], 1)} | {_fmt(d['i2_ci_lower'], 1)} to {_fmt(d['i2_ci_upper'], 1)} |",
+             f"| H² | {_fmt(d['h2'], 2)} | {_fmt(d['h2_ci_lower'], 2)} to {_fmt(d['h2_ci_upper'], 2)} |"]
+    if nat:
+        lines.append(f"| prediction interval (natural scale) | | {_fmt(nat['pi_lower_natural'])} to "
+                     f"{_fmt(nat['pi_upper_natural'])} |")
+    else:
+        lines.append(f"| prediction interval | | {_fmt(d['pi_lower'])} to {_fmt(d['pi_upper'])} |")
+    lines += ["", "Confidence intervals for tau², I² and H² are Q-profile intervals (Viechtbauer 2007).", "",
+              "## Every tau² estimator, both tests", "",
+              "| method | test | tau² | tau² CI | I² % | estimate | CI | prediction interval |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        est = r.get("estimate_natural", r["estimate"])
+        lo = r.get("ci_lower_natural", r["ci_lower"])
+        hi = r.get("ci_upper_natural", r["ci_upper"])
+        plo = r.get("pi_lower_natural", r["pi_lower"])
+        phi = r.get("pi_upper_natural", r["pi_upper"])
+        lines.append(f"| {r['method']} | {r['test']} | {_fmt(r['tau2'], 4)} | {_fmt(r['tau2_ci_lower'], 4)}–"
+                     f"{_fmt(r['tau2_ci_upper'], 4)} | {_fmt(r['i2'], 1)} | {_fmt(est)} | {_fmt(lo)}–{_fmt(hi)} "
+                     f"| {_fmt(plo)}–{_fmt(phi)} |")
+    lines += ["", "## Corrected and excluded studies", ""]
+    if not (main.corrections or main.excluded):
+        lines.append("None: every study entered as extracted.")
+    for c in main.corrections:
+        lines.append(f"- corrected: {c['study']}: {c['action']}")
+    for c in main.excluded:
+        lines.append(f"- excluded: {c['study']}: {c['reason']}")
+    if an.flagged():
+        lines += ["", "## Integrity flags", ""]
+        lines += [f"- {s}: {f}" for s, f in an.flagged().items()]
+    return report, "\n".join(lines) + "\n"
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return v if math.isfinite(v) else None
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, level: float = 95,
+                      modern=("REML", "knha")) -> list[dict]:
+    """One row per published target: published vs re-pooled numbers and the verdict."""
+    out = []
+    for t in an.spec["targets"]:
+        outcome = t["outcome"]
+        measure = t.get("measure") or an.measure_of(outcome)
+        if measure not in io.MEASURES:
+            measure = an.measure_of(outcome)
+        ratio = measure in io.RATIO_MEASURES
+        method, how = published_method(t)
+        comparison = t.get("comparison")
+        frame = outcome_frame(an, outcome, comparison) if len(an.table) else pd.DataFrame()
+        if frame.empty:
+            frame = pd.DataFrame()
+        listed = [x for x in an.spec.get("trials") or []
+                  if not x.get("outcomes") or outcome in x["outcomes"]]
+        missing = [f"{x['study']} ({x.get('reason')})" for x in listed if x["status"] == "missing"]
+        k_pub = t.get("k")
+        rec = {"analysis": an.name, "claim": an.spec["claim"], "outcome": outcome, "target": t["label"],
+               "published_estimate": t.get("estimate"), "published_ci_lower": t.get("ci_lower"),
+               "published_ci_upper": t.get("ci_upper"),
+               "published_method": " ".join(x for x in (t.get("model"), t.get("method")) if x) or None,
+               "reproduced_estimate": None, "reproduced_ci_lower": None, "reproduced_ci_upper": None,
+               "method": None, "k_used": 0, "k_published": k_pub,
+               "modern_estimate": None, "modern_ci_lower": None, "modern_ci_upper": None,
+               "modern_pi_lower": None, "modern_pi_upper": None, "source": t["source"]}
+        if not frame.empty and method in ("MH", "PETO") and not set(io.BINARY) <= set(frame.columns):
+            method, how = "FE", f"{method} needs 2x2 counts; inverse-variance FE used instead"
+        if not frame.empty:
+            try:
+                res = _quiet_pool(frame, measure=measure, method=method, test="z", level=level)
+            except InputError as err:
+                rec.update(verdict="not_reproducible", reason=f"data cannot be pooled: {err}")
+                out.append(rec)
+                continue
+            nat = res.natural() or {f"{k}_natural": getattr(res, k) for k in ("estimate", "ci_lower",
+                                                                                 "ci_upper", "pi_lower",
+                                                                                 "pi_upper")}
+            ours = {"estimate": nat["estimate_natural"], "ci_lower": nat["ci_lower_natural"],
+                    "ci_upper": nat["ci_upper_natural"]}
+            rec.update(reproduced_estimate=ours["estimate"], reproduced_ci_lower=ours["ci_lower"],
+                       reproduced_ci_upper=ours["ci_upper"], method=f"{method} (z)", k_used=res.k)
+            mod = _quiet_pool(frame, measure=measure, method=modern[0], test=modern[1], level=level)
+            mn = mod.natural() or {f"{k}_natural": getattr(mod, k) for k in ("estimate", "ci_lower",
+                                                                                 "ci_upper", "pi_lower",
+                                                                                 "pi_upper")}
+            rec.update(modern_estimate=mn["estimate_natural"], modern_ci_lower=mn["ci_lower_natural"],
+                       modern_ci_upper=mn["ci_upper_natural"], modern_pi_lower=mn["pi_lower_natural"],
+                       modern_pi_upper=mn["pi_upper_natural"])
+            if t.get("estimate") is None:
+                v = ("not_reproducible", "the published estimate is not printed in a readable source")
+            else:
+                j = judge(t, ours, ratio=ratio, k_used=res.k, k_published=k_pub, missing=missing,
+                          tolerance=tolerance)
+                v = (j.verdict, f"{j.reason}; method: {how}")
+                if res.excluded:
+                    v = (v[0], v[1] + "; excluded: " + "; ".join(f"{e['study']} ({e['reason']})"
+                                                                  for e in res.excluded))
+            rec.update(verdict=v[0], reason=v[1])
+        else:
+            j = judge(t, {}, ratio=ratio, k_used=0, k_published=k_pub, missing=missing)
+            rec.update(verdict=j.verdict, reason=j.reason)
+        out.append(rec)
+    return out
+
+
+def reproduction_markdown(table: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> str:
+    """The cross-analysis reproduction report."""
+    lines = ["# Reproduction of published claims", "",
+             "Each published pooled estimate is re-pooled from the per-trial numbers in `data/extracted/` "
+             "with the method the paper names. Verdicts: **reproduced** (every printed number matches at the "
+             f"printed precision), **close** (within {tolerance:.0%} of the printed CI width, on the log scale "
+             "for ratios), **discrepant**, **partial** (trials missing: k of K), **not_reproducible** "
+             "(no per-trial data readable). The modern column re-pools the same trials with REML + "
+             "Hartung-Knapp and gives the 95% prediction interval.", ""]
+    for analysis, sub in table.groupby("analysis", sort=False):
+        lines += [f"## {analysis}", "", f"Claim: {sub['claim'].iloc[0]}", "",
+                  "| outcome | target | published | re-pooled | k used / published | verdict | "
+                  "REML + HK [prediction] |", "|---|---|---|---|---|---|---|"]
+        for _, r in sub.iterrows():
+            pub = f"{_fmt(r.published_estimate, 2)} ({_fmt(r.published_ci_lower, 2)}–{_fmt(r.published_ci_upper, 2)})" \
+                f" {r.published_method or ''}"
+            rep = "—" if r.reproduced_estimate is None or pd.isna(r.reproduced_estimate) else \
+                f"{_fmt(r.reproduced_estimate, 2)} ({_fmt(r.reproduced_ci_lower, 2)}–{_fmt(r.reproduced_ci_upper, 2)}) {r.method}"
+            mod = "—" if r.modern_estimate is None or pd.isna(r.modern_estimate) else \
+                f"{_fmt(r.modern_estimate, 2)} ({_fmt(r.modern_ci_lower, 2)}–{_fmt(r.modern_ci_upper, 2)}) " \
+                f"[{_fmt(r.modern_pi_lower, 2)}–{_fmt(r.modern_pi_upper, 2)}]"
+            kp = "?" if r.k_published is None or pd.isna(r.k_published) else int(r.k_published)
+            lines.append(f"| {r.outcome} | {r.target} | {pub} | {rep} | {int(r.k_used)} / {kp} | "
+                         f"**{r.verdict}** | {mod} |")
+        lines.append("")
+        for _, r in sub.iterrows():
+            lines.append(f"- *{r.target}* ({r.outcome}): {r.reason}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def dumps(obj) -> str:
+    """Deterministic JSON (sorted keys, NaN → null)."""
+    def clean(o):
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return _jsonable(o)
+    return json.dumps(clean(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+class FigureInputs:
+    """What a forest or funnel plot of one outcome needs, computed by the engine."""
+
+    def __init__(self, result, frame, common, flagged, subgroups, egger, title):
+        self.result, self.frame, self.common = result, frame, common
+        self.flagged, self.subgroups, self.egger, self.title = flagged, subgroups, egger, title
+
+
+def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
+                  common_method: str = "FE") -> FigureInputs:
+    """Fit the models a figure shows: the modern random-effects model, the
+    common-effect model, subgroups (if the YAML names a column) and Egger's test."""
+    modern = modern or {"method": "REML", "test": "knha"}
+    frame = outcome_frame(an, outcome)
+    measure = an.measure_of(outcome)
+    res = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"], level=level)
+    cm = common_method
+    if cm in ("MH", "PETO") and cm not in applicable_methods(frame, measure):
+        cm = "FE"
+    common = _quiet_pool(frame, measure=measure, method=cm, test="z", level=level)
+    subgroups = None
+    col = an.spec.get("subgroup")
+    if col and col in frame.columns and frame[col].nunique() > 1:
+        subgroups = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"],
+                                level=level, by=col)
+    egger = None
+    try:
+        from .diagnostics import egger_test
+
+        if res.k >= 3:
+            st = res.studies.dropna(subset=["yi"])
+            e = egger_test(st["yi"].to_numpy(), st["vi"].to_numpy())
+            egger = e.to_dict() if hasattr(e, "to_dict") else dict(e)
+    except ImportError:
+        egger = None
+    label = f"{an.spec['title']}: {outcome.replace('_', ' ')}"
+    return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label)

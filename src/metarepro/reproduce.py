@@ -1,0 +1,113 @@
+"""Does a published pooled estimate reproduce? Verdicts with reasons.
+
+A verdict compares our re-pooled estimate, computed with the method the paper
+names, to the printed numbers:
+
+``reproduced``
+    every printed number (estimate and both CI bounds) equals ours rounded to
+    the printed precision, and every trial the paper pooled was available;
+``close``
+    every printed number is within ``tolerance`` × (printed CI width) of ours,
+    the width taken on the analysis scale (log scale for ratios);
+``discrepant``
+    all trials available but the numbers differ by more than that;
+``partial``
+    some trials the paper pooled could not be read (k of K);
+``not_reproducible``
+    no per-trial data could be read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .pooling import METHODS
+
+VERDICTS = ("reproduced", "close", "discrepant", "partial", "not_reproducible")
+DEFAULT_TOLERANCE = 0.10
+
+
+def published_method(target: dict) -> tuple[str, str]:
+    """Our method code for a target, and how it was chosen."""
+    m = (target.get("method") or "").strip()
+    code = m.upper()
+    if code in METHODS:
+        return code, f"as published ({m})"
+    model = (target.get("model") or "").lower()
+    if "fixed" in model or "common" in model:
+        return "FE", f"published model '{target.get('model')}' read as inverse-variance common effect"
+    return "DL", (f"published model '{target.get('model') or 'not stated'}', method '{m or 'not stated'}': "
+                  "assumed DerSimonian-Laird, the default of RevMan and most meta-analyses")
+
+
+def decimals_of(target: dict) -> int:
+    """Printed precision: the target's ``decimals`` or the most decimals among its numbers."""
+    if target.get("decimals") is not None:
+        return int(target["decimals"])
+    best = 0
+    for key in ("estimate", "ci_lower", "ci_upper"):
+        v = target.get(key)
+        if v is None:
+            continue
+        text = repr(float(v))
+        if "e" in text:
+            continue
+        frac = text.split(".")[1].rstrip("0") if "." in text else ""
+        best = max(best, len(frac))
+    return best
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    reason: str
+
+
+def judge(target: dict, ours: dict, *, ratio: bool, k_used: int, k_published: int | None,
+          missing: list[str], tolerance: float = DEFAULT_TOLERANCE) -> Verdict:
+    """Compare published numbers with ours (both on the natural scale).
+
+    Parameters
+    ----------
+    target : dict
+        ``estimate, ci_lower, ci_upper`` as printed (and optional ``decimals``).
+    ours : dict
+        ``estimate, ci_lower, ci_upper`` re-pooled, natural scale.
+    ratio : bool
+        Ratio measure: distances are taken on the log scale.
+    k_used, k_published : int
+        Trials pooled by us and by the paper.
+    missing : list of str
+        "study (reason)" for trials we could not read.
+    """
+    if k_used == 0:
+        why = "; ".join(missing) if missing else "no per-trial data in data/extracted"
+        return Verdict("not_reproducible", f"no per-trial data readable: {why}")
+    keys = [k for k in ("estimate", "ci_lower", "ci_upper") if target.get(k) is not None]
+    d = decimals_of(target)
+    half = 0.5 * 10.0 ** (-d) + 1e-9
+    diffs = {k: ours[k] - target[k] for k in keys}
+    exact = all(abs(diffs[k]) <= half for k in keys)
+    g = math.log if ratio else (lambda x: x)
+    width = None
+    if target.get("ci_lower") is not None and target.get("ci_upper") is not None:
+        try:
+            width = g(target["ci_upper"]) - g(target["ci_lower"])
+        except ValueError:
+            width = None
+    if width:
+        dist = max(abs(g(ours[k]) - g(target[k])) for k in keys) / width
+    else:
+        dist = math.inf
+    shown = ", ".join(f"{k} {ours[k]:.{d}f} vs {target[k]:.{d}f}" for k in keys)
+    if k_published is not None and k_used < k_published:
+        what = "matches at the printed precision" if exact else f"differs ({shown})"
+        return Verdict("partial", f"{k_used} of {k_published} trials readable; re-pooled result {what}; "
+                                  f"missing: {'; '.join(missing) or 'not listed'}")
+    if exact:
+        return Verdict("reproduced", f"all printed numbers match at {d} decimals ({shown})")
+    if dist <= tolerance:
+        return Verdict("close", f"within {tolerance:.0%} of the printed CI width but not at {d} decimals "
+                                f"({shown}; largest difference {dist:.0%} of the CI width)")
+    return Verdict("discrepant", f"{shown}; largest difference {dist:.0%} of the printed CI width")
