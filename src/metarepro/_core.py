@@ -75,48 +75,40 @@ def q_statistic(seg, yi, vi, tau2):
     return seg.sum(w * (yi - mu[seg.g]) ** 2)
 
 
-def _q_subset(seg, yi, vi):
-    """Q(tau2) restricted to the analyses in ``gid``: the callable for find_root."""
-
-    def q_of(t, gid):
-        t = np.asarray(t, float)
-        shape = t.shape
-        t, gid = t.ravel(), np.asarray(gid, dtype=np.intp).ravel()
-        rows, loc = seg.subset(gid)
-        w = 1.0 / (vi[rows] + t[loc])
-        n = gid.size
-        sw = np.bincount(loc, weights=w, minlength=n)
-        mu = np.bincount(loc, weights=w * yi[rows], minlength=n) / sw
-        return np.bincount(loc, weights=w * (yi[rows] - mu[loc]) ** 2, minlength=n).reshape(shape)
-
-    return q_of
+def _q_compact(c, t):
+    """Generalised Q of the analyses of a :class:`Compact` at tau² = t."""
+    w = 1.0 / (c.v + t[c.loc])
+    sw = c.sum(w)
+    mu = c.sum(w * c.y) / sw
+    return c.sum(w * (c.y - mu[c.loc]) ** 2)
 
 
 def solve_q(seg, yi, vi, gid, target, lower, upper):
-    """Solve ``Q(tau2) = target`` for the analyses ``gid`` (Q is decreasing in tau2).
+    """Solve ``Q(tau2) = target`` for the analyses ``gid`` (Q decreases in tau2).
 
-    ``lower``/``upper`` must bracket the root. Returns ``(root, success)``.
+    ``lower``/``upper`` must bracket the root. SciPy's elementwise Chandrupatla
+    solver works on all analyses at once. Returns ``(root, success)``.
     """
-    q_of = _q_subset(seg, yi, vi)
     if gid.size == 0:
         return np.empty(0), np.empty(0, bool)
-    order = np.arange(gid.size)
+    c = Compact.of(seg, yi, vi, gid)
     tgt = np.asarray(target, float)
 
     def f(t, idx):
         idx = np.asarray(idx, dtype=np.intp)
-        return q_of(t, gid[idx]) - tgt[idx]
+        sub = c if idx.size == c.n else c.take(idx)
+        return _q_compact(sub, np.asarray(t, float)) - tgt[idx]
 
-    res = elementwise.find_root(f, (lower, upper), args=(order,), tolerances=_ROOT_TOL)
+    res = elementwise.find_root(f, (lower, upper), args=(np.arange(gid.size),), tolerances=_ROOT_TOL)
     return np.asarray(res.x, float), np.asarray(res.success, bool)
 
 
 def _bracket_upper(seg, yi, vi, gid, target, start):
     """Grow an upper bound until ``Q(upper) < target`` (at most 30 decades)."""
-    q_of = _q_subset(seg, yi, vi)
+    c = Compact.of(seg, yi, vi, gid)
     hi = np.array(start, float)
     for _ in range(30):
-        low = q_of(hi, gid) > target
+        low = _q_compact(c, hi) > target
         if not low.any():
             break
         hi = np.where(low, hi * 10, hi)
@@ -195,20 +187,53 @@ def tau2_pm(seg, yi, vi):
     return np.maximum(0.0, t), conv
 
 
-def _score_parts(seg, yi, vi, t, reml):
+class Compact:
+    """The studies of a subset of analyses, renumbered 0..n-1 (for sweeps that
+    shrink as analyses converge)."""
+
+    def __init__(self, y, v, loc, n):
+        self.y, self.v, self.loc, self.n = y, v, loc, int(n)
+
+    @classmethod
+    def of(cls, seg, yi, vi, gid):
+        rows, loc = seg.subset(np.asarray(gid, dtype=np.intp))
+        return cls(yi[rows], vi[rows], loc, len(gid))
+
+    def sum(self, x):
+        return np.bincount(self.loc, weights=x, minlength=self.n)
+
+    def keep(self, mask):
+        """Keep the analyses where ``mask`` (length n) is True."""
+        rows = mask[self.loc]
+        newpos = np.cumsum(mask) - 1
+        return Compact(self.y[rows], self.v[rows], newpos[self.loc[rows]], int(mask.sum()))
+
+    def take(self, idx):
+        """Analyses ``idx`` (positions in this compact set), in that order."""
+        pos = np.full(self.n, -1, dtype=np.intp)
+        pos[idx] = np.arange(idx.size)
+        lp = pos[self.loc]
+        rows = lp >= 0
+        return Compact(self.y[rows], self.v[rows], lp[rows], idx.size)
+
+
+def _score(c: Compact, t, reml):
     """Fisher-scoring numerator and denominator for ML/REML at tau² = t.
 
     With ``w = 1/(v+t)``, ``r = y - mu_w`` and the projection matrix
     ``P = W - w w'/sum w``: ``y'PPy = sum w² r²``, ``tr P = sum w - sum w²/sum w``,
-    ``tr PP = sum w² - 2 sum w³/sum w + (sum w²)²/(sum w)²``.
+    ``tr PP = sum w² - 2 sum w³/sum w + (sum w²)²/(sum w)²``; the REML score is
+    ``y'PPy - tr P`` with information ``tr PP``, the ML score ``y'PPy - sum w``
+    with information ``sum w²`` (Viechtbauer 2005).
     """
-    w = 1.0 / (vi + t[seg.g])
-    mu, sw = weighted_mean(seg, yi, w)
-    r = yi - mu[seg.g]
-    sw2 = seg.sum(w * w)
-    ypppy = seg.sum(w * w * r * r)
+    w = 1.0 / (c.v + t[c.loc])
+    sw = c.sum(w)
+    mu = c.sum(w * c.y) / sw
+    w2 = w * w
+    sw2 = c.sum(w2)
+    ypppy = c.sum(w2 * (c.y - mu[c.loc]) ** 2)
     if reml:
-        return ypppy - (sw - sw2 / sw), sw2 - 2 * seg.sum(w**3) / sw + (sw2 / sw) ** 2
+        return ypppy - (sw - sw2 / sw), sw2 - 2 * c.sum(w2 * w) / sw + (sw2 / sw) ** 2
     return ypppy - sw, sw2
 
 
@@ -224,51 +249,62 @@ def loglik(seg, yi, vi, t, reml):
     return -0.5 * seg.k * np.log(2 * np.pi) - 0.5 * logv - 0.5 * rss
 
 
-def tau2_ml_reml(seg, yi, vi, reml=True, threshold=THRESHOLD, maxiter=MAXITER):
-    """ML or REML tau² by Fisher scoring with step halving (Viechtbauer 2005).
+#: Fisher-scoring sweeps before the remaining analyses are handed to the root search.
+SCORING_SWEEPS = 100
 
-    Starts at the truncated Hedges estimate, as metafor does; a step that would
-    make tau² negative is halved until it does not. After convergence, tau² is
-    set to 0 where the log-likelihood at 0 is higher (metafor's ``ll0check``).
+
+def tau2_ml_reml(seg, yi, vi, reml=True, threshold=THRESHOLD, sweeps=SCORING_SWEEPS):
+    """ML or REML tau² (Viechtbauer 2005): Fisher scoring, then a root search.
+
+    Fisher scoring starts at the truncated Hedges estimate, as metafor does; a
+    step that would make tau² negative is halved until it does not. Each sweep
+    updates only the analyses that have not converged (``|change| <= threshold``).
+    Near the boundary tau² = 0 scoring converges only linearly, so analyses not
+    converged after ``sweeps`` sweeps are finished by a bracketing root search
+    (SciPy's Chandrupatla solver) of the same score equation, which converges
+    whenever the score changes sign; where the score at 0 is not positive the
+    estimate is 0. Finally tau² is set to 0 where the log-likelihood at 0 is
+    higher (metafor's ``ll0check``).
 
     Returns
     -------
     tau2, converged, fallback : ndarray
-        ``fallback`` marks analyses where Fisher scoring did not converge within
-        ``maxiter`` iterations; their tau² is then the root of the score
-        equation found by bracketing (documented fallback), and ``converged``
-        is False so the caller can warn.
+        ``fallback`` marks analyses finished by the root search; ``converged``
+        is False only where neither method reached the tolerance.
     """
     t, _ = tau2_he(seg, yi, vi)
-    active = seg.k > 1
-    t = np.where(active, t, 0.0)
-    it = 0
-    while active.any() and it < maxiter:
-        it += 1
-        num, den = _score_parts(seg, yi, vi, t, reml)
+    gid = np.flatnonzero(seg.k > 1)
+    t = np.where(seg.k > 1, t, 0.0)
+    c = Compact.of(seg, yi, vi, gid)
+    ta = t[gid]
+    for _ in range(sweeps):
+        if gid.size == 0:
+            break
+        num, den = _score(c, ta, reml)
         with np.errstate(invalid="ignore", divide="ignore"):
-            adj = np.where(active, num / den, 0.0)
-        adj = np.nan_to_num(adj, nan=0.0)
-        neg = t + adj < 0
-        if neg.any():
-            at_zero = neg & (t == 0)
-            adj[at_zero] = 0.0
-            for _ in range(64):
-                neg = t + adj < 0
-                if not neg.any():
-                    break
-                adj[neg] /= 2
-            adj[t + adj < 0] = -t[t + adj < 0]
-        new = t + adj
-        change = np.abs(new - t)
-        t = np.where(active, new, t)
-        active &= change > threshold
-    conv = ~active
-    fallback = active.copy()
-    if fallback.any():
-        t[fallback] = _score_root(seg, yi, vi, np.flatnonzero(fallback), reml)
-    # metafor's check that tau² = 0 is not a better maximum
-    pos = (t > threshold) & conv
+            adj = np.nan_to_num(num / den, nan=0.0)
+        adj[(ta == 0) & (adj < 0)] = 0.0
+        for _ in range(64):
+            neg = ta + adj < 0
+            if not neg.any():
+                break
+            adj[neg] /= 2
+        neg = ta + adj < 0
+        adj[neg] = -ta[neg]
+        new = ta + adj
+        still = np.abs(adj) > threshold
+        t[gid] = new
+        ta = new
+        if not still.all():
+            gid, ta, c = gid[still], ta[still], c.keep(still)
+    conv = np.ones(seg.G, bool)
+    fallback = np.zeros(seg.G, bool)
+    if gid.size:
+        fallback[gid] = True
+        root, ok = _score_root(c, reml)
+        t[gid] = root
+        conv[gid] = ok
+    pos = t > threshold
     if pos.any():
         ll0 = loglik(seg, yi, vi, np.zeros(seg.G), reml)
         ll = loglik(seg, yi, vi, t, reml)
@@ -276,31 +312,29 @@ def tau2_ml_reml(seg, yi, vi, reml=True, threshold=THRESHOLD, maxiter=MAXITER):
     return np.maximum(0.0, t), conv, fallback
 
 
-def _score_root(seg, yi, vi, gid, reml):
-    """Root of the ML/REML score in tau² for the analyses ``gid`` (fallback)."""
-    out = np.zeros(gid.size)
+def _score_root(c: Compact, reml):
+    """Root in tau² of the ML/REML score for every analysis of ``c``."""
+    out = np.zeros(c.n)
+    ok = np.ones(c.n, bool)
 
     def score(tt, idx):
-        full = np.zeros(seg.G)
-        full[gid[idx]] = tt
-        num, _ = _score_parts(seg, yi, vi, full, reml)
-        return num[gid[idx]]
+        sub = c.take(np.asarray(idx, dtype=np.intp))
+        return _score(sub, np.asarray(tt, float), reml)[0]
 
-    idx = np.arange(gid.size)
-    s0 = score(np.zeros(gid.size), idx)
-    need = s0 > 0
+    idx = np.arange(c.n)
+    need = score(np.zeros(c.n), idx) > 0
     if need.any():
         sub = idx[need]
-        hi = np.full(sub.size, 100.0)
+        hi = np.full(sub.size, 10.0)
         for _ in range(30):
             up = score(hi, sub) > 0
             if not up.any():
                 break
             hi[up] *= 10
-        res = elementwise.find_root(score, (np.zeros(sub.size), hi), args=(sub,),
-                                    tolerances=_ROOT_TOL)
+        res = elementwise.find_root(score, (np.zeros(sub.size), hi), args=(sub,), tolerances=_ROOT_TOL)
         out[sub] = res.x
-    return out
+        ok[sub] = res.success
+    return out, ok
 
 
 TAU2_ESTIMATORS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")

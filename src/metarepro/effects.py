@@ -193,8 +193,7 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
     if not np.isfinite(add) or add < 0:
         raise InputError(f"continuity correction add={add} must be >= 0", file=file)
     family = io.choose_family(frame, measure)
-    labels = frame["study"].astype(str).to_numpy() if "study" in frame.columns else \
-        np.array([str(x) for x in frame.index])
+    labels = frame["study"].to_numpy() if "study" in frame.columns else frame.index.to_numpy()
     a = io.numeric_columns(frame, family)
     corrections: list = []
     excluded: list = []

@@ -164,12 +164,16 @@ def check_studies(frame: pd.DataFrame, by: str | None = None) -> np.ndarray:
         close = difflib.get_close_matches("study", list(frame.columns), n=1, cutoff=0.6)
         hint = f" (is '{close[0]}' a misspelling?)" if close else ""
         raise InputError(f"missing column 'study'{hint}", file=file)
-    labels = frame["study"].astype(str).str.strip()
-    empty = (labels == "") | (labels.str.lower() == "nan")
+    raw = frame["study"]
+    if pd.api.types.is_numeric_dtype(raw):
+        labels = raw.astype(str)
+    else:
+        labels = raw.astype(str).str.strip()
+    empty = (labels == "") | (labels.str.lower() == "nan") | raw.isna()
     if empty.any():
         i = int(np.flatnonzero(empty.to_numpy())[0])
         raise InputError("empty study label", file=file, row=row_label(frame, i), column="study")
-    keys = [labels] if by is None else [frame[by].astype(str), labels]
+    keys = [labels] if by is None else [frame[by], labels]
     dup = pd.DataFrame({f"k{j}": k.to_numpy() for j, k in enumerate(keys)}).duplicated().to_numpy()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])

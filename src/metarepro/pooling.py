@@ -249,20 +249,19 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     package. J Stat Softw 36(3):1-48.
     """
     _check_options(frame, measure, method, test, level, by)
-    io.check_studies(frame, by)
+    labels = io.check_studies(frame, by)
     level = float(level)
     if by is None:
         codes = np.zeros(len(frame), np.intp)
         keys = [None]
     else:
-        codes, uniques = pd.factorize(frame[by].astype(str), sort=False)
+        codes, uniques = pd.factorize(frame[by], sort=False)
         keys = list(uniques)
     G = len(keys)
     if drop00 is None:
         drop00 = method in ("MH", "PETO")
     eff = compute_effects(frame, measure, add=add, to=to, drop00=drop00, ci_level=ci_level,
                           group=codes)
-    labels = frame["study"].astype(str).str.strip().to_numpy()
     yi, vi = eff.yi, eff.vi
     usable = np.isfinite(yi) & np.isfinite(vi)
     if method in ("MH", "PETO") and eff.counts is None:
@@ -317,7 +316,7 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         with np.errstate(over="ignore"):
             for n in NATURAL:
                 summary[f"{n}_natural"] = fn(summary[n].to_numpy())
-    studies.insert(0, by_name, [keys[c] for c in codes])
+    studies.insert(0, by_name, np.asarray(uniques)[codes])
     allw = []
     for gi, msgs in sorted(warns.items()):
         for m in msgs:
