@@ -301,7 +301,7 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         rec = {name: out[name][0] for name in out}
         return PoolResult(measure=measure, method=method, test=test, level=level,
                           k=int(rec["k"]), q_df=int(rec["q_df"]), converged=bool(rec["converged"]),
-                          df=None if test == "z" or method in COMMON_EFFECT and test == "z" else float(rec["df"]),
+                          df=None if not np.isfinite(rec["df"]) else float(rec["df"]),
                           studies=studies, corrections=eff.corrections, excluded=eff.excluded,
                           warnings=w,
                           **{n: float(rec[n]) for n in FIELDS if n not in ("k", "q_df", "converged", "df")})
@@ -309,8 +309,6 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     summary["k"] = summary["k"].astype(int)
     summary["q_df"] = summary["q_df"].astype(int)
     summary["converged"] = summary["converged"].astype(bool)
-    if test == "z":
-        summary["df"] = np.nan
     fn = _natural(measure)
     if fn is not None:
         with np.errstate(over="ignore"):
@@ -368,7 +366,7 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
         q, qp, i2, h2 = (np.where(small, a, b) for a, b in ((0.0, q), (1.0, qp), (0.0, i2), (1.0, h2)))
         nanG = np.full(G, np.nan)
         out = dict(k=allseg.k, estimate=beta, se=se, ci_lower=beta - zc * se, ci_upper=beta + zc * se,
-                   statistic=stat, pvalue=p, df=nanG, pi_lower=beta - zc * se, pi_upper=beta + zc * se,
+                   statistic=stat, pvalue=p, df=nanG, pi_lower=nanG, pi_upper=nanG,
                    pi_hts_lower=nanG, pi_hts_upper=nanG, tau2=np.zeros(G),
                    tau2_ci_lower=nanG, tau2_ci_upper=nanG, i2=i2, i2_ci_lower=nanG, i2_ci_upper=nanG,
                    h2=h2, h2_ci_lower=nanG, h2_ci_upper=nanG, q=q, q_df=np.maximum(df, 0),
@@ -388,12 +386,15 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
     else:
         qp = _core.q_profile(seg, y, v, tau2, het["vt"], level)
     pi = _core.prediction_interval(iv["estimate"], iv["se"], tau2, iv["crit"], seg.k, level)
+    if common:  # as metafor's predict(): no prediction interval without a random effect
+        pi = {key: np.full(G, np.nan) for key in pi}
     out = dict(k=seg.k, tau2=tau2, converged=conv, **{k: iv[k] for k in
                ("estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df")},
                **pi, **qp, **{k: het[k] for k in ("q", "q_df", "q_pvalue", "i2", "h2")})
     out["q_df"] = np.maximum(out["q_df"], 0)
     warn(seg.k == 0, "no study could be pooled (all excluded)")
-    warn(seg.k == 1, "k = 1: the estimate is that study's; no heterogeneity can be estimated")
+    warn(seg.k == 1, "k = 1: the estimate is that study's; no heterogeneity can be estimated"
+                     + ("; test set to z (as metafor)" if test == "knha" else ""))
     if not common:
         warn(seg.k == 2, "k = 2: tau² and the prediction interval are very imprecise")
     warn(fallback, f"{method} Fisher scoring did not converge in {_core.MAXITER} iterations; "
