@@ -41,8 +41,10 @@ def test_tau2_nonnegative_and_no_nan(rows, method):
         names += ["pi_lower", "pi_upper"]
     for name in names:
         assert np.isfinite(getattr(res, name)), name
-    if method != "FE":
-        assert res.tau2_ci_lower <= res.tau2 + 1e-8 <= res.tau2_ci_upper + 2e-8 or res.tau2_ci_upper == 0
+    if method in ("PM", "EB"):
+        # the Q-profile interval inverts the Paule-Mandel equation, so it contains the PM
+        # estimate (other estimators can fall outside it)
+        assert res.tau2_ci_lower - 1e-8 <= res.tau2 <= res.tau2_ci_upper + 1e-8 or res.tau2_ci_upper == 0
 
 
 @settings(max_examples=30, deadline=None)
