@@ -1,0 +1,42 @@
+"""Verdicts on hand-made cases (the arithmetic is written in each test)."""
+
+import math
+
+from metarepro.reproduce import decimals_of, judge, published_method
+
+T = {"estimate": 0.85, "ci_lower": 0.73, "ci_upper": 0.98}
+
+
+def test_reproduced_at_printed_precision():
+    ours = {"estimate": 0.8512, "ci_lower": 0.7349, "ci_upper": 0.9751}  # rounds to 0.85, 0.73, 0.98
+    v = judge(T, ours, ratio=True, k_used=8, k_published=8, missing=[])
+    assert v.verdict == "reproduced"
+
+
+def test_close_within_tolerance():
+    # log(0.86) - log(0.85) = 0.0117; CI width log(0.98/0.73) = 0.2945 -> 4% of the width
+    ours = {"estimate": 0.86, "ci_lower": 0.74, "ci_upper": 0.99}
+    v = judge(T, ours, ratio=True, k_used=8, k_published=8, missing=[])
+    assert v.verdict == "close"
+    assert math.log(0.99 / 0.98) / math.log(0.98 / 0.73) < 0.10
+
+
+def test_discrepant():
+    ours = {"estimate": 0.95, "ci_lower": 0.80, "ci_upper": 1.12}
+    assert judge(T, ours, ratio=True, k_used=8, k_published=8, missing=[]).verdict == "discrepant"
+
+
+def test_partial_and_not_reproducible():
+    ours = {"estimate": 0.85, "ci_lower": 0.73, "ci_upper": 0.98}
+    v = judge(T, ours, ratio=True, k_used=6, k_published=8, missing=["X (not stored)"])
+    assert v.verdict == "partial" and "6 of 8" in v.reason and "X (not stored)" in v.reason
+    v = judge(T, {}, ratio=True, k_used=0, k_published=8, missing=["all (figure only)"])
+    assert v.verdict == "not_reproducible"
+
+
+def test_precision_and_method():
+    assert decimals_of({"estimate": 0.7, "ci_lower": 0.56, "ci_upper": 0.87}) == 2
+    assert decimals_of({"estimate": 2.38, "ci_lower": 0.93, "ci_upper": 3.83, "decimals": 3}) == 3
+    assert published_method({"method": "Peto"})[0] == "PETO"
+    assert published_method({"model": "fixed effect"})[0] == "FE"
+    assert published_method({"model": "random effects"})[0] == "DL"
