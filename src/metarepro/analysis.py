@@ -186,7 +186,8 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
         listed = [x for x in an.spec.get("trials") or []
                   if not x.get("outcomes") or outcome in x["outcomes"]]
         missing = [f"{x['study']} ({x.get('reason')})" for x in listed if x["status"] == "missing"]
-        k_pub = t.get("k")
+        # K: the paper's k where printed, else the trials the YAML lists for this outcome
+        k_pub = t.get("k") if t.get("k") is not None else (len(listed) or None)
         rec = {"analysis": an.name, "claim": an.spec["claim"], "outcome": outcome, "target": t["label"],
                "published_estimate": t.get("estimate"), "published_ci_lower": t.get("ci_lower"),
                "published_ci_upper": t.get("ci_upper"),
