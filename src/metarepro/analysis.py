@@ -196,6 +196,12 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
                "method": None, "k_used": 0, "k_published": k_pub,
                "modern_estimate": None, "modern_ci_lower": None, "modern_ci_upper": None,
                "modern_pi_lower": None, "modern_pi_upper": None, "source": t["source"]}
+        if t.get("trial_set") == "other":
+            rec.update(verdict="not_reproducible",
+                       reason="this meta-analysis pooled a different set of trials whose per-trial numbers are "
+                              "not in data/extracted; shown for contrast")
+            out.append(rec)
+            continue
         if not frame.empty and method in ("MH", "PETO") and not set(io.BINARY) <= set(frame.columns):
             method, how = "FE", f"{method} needs 2x2 counts; inverse-variance FE used instead"
         if not frame.empty:
