@@ -102,3 +102,11 @@ def test_unknown_options():
         metarepro.pool(frame, measure="OR", method="PETO")
     with pytest.raises(InputError, match="missing column 'grp'"):
         metarepro.pool(frame, measure="GEN", by="grp")
+
+
+def test_check_command(tmp_path, capsys):
+    y = tmp_path / "bad.yaml"
+    y.write_text("analysis: bad\ntitle: t\n")
+    assert main(["check", str(y)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a required property" in err and str(y) in err

@@ -80,10 +80,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ci-level", type=float, default=95.0,
                    help="level of intervals given in estimate,ci_lower,ci_upper columns")
     q.add_argument("--json", action="store_true", help="one JSON object (JSON Lines with --by)")
+    c = sub.add_parser("check", help="check evidence files (data/extracted) against the provenance rules")
+    c.add_argument("paths", nargs="+", help="analysis YAML files or folders holding them")
     return p
 
 
+def _check(paths) -> int:
+    from pathlib import Path
+
+    from .extracted import load_analysis
+
+    specs = []
+    for p in map(Path, paths):
+        specs += sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+    if not specs:
+        raise InputError("no analysis YAML found", file=" ".join(paths))
+    for y in specs:
+        an = load_analysis(y.with_suffix(".csv"), y)
+        k = {o: len(an.rows(o)) for o in an.outcomes()} if len(an.table) else {}
+        missing = sum(t["status"] == "missing" for t in an.spec["trials"])
+        print(f"{y}: ok ({len(an.table)} rows; per outcome {k}; {missing} trial entries missing with reasons; "
+              f"{len(an.spec['targets'])} targets)")
+    return 0
+
+
 def _run(args) -> int:
+    if args.command == "check":
+        return _check(args.paths)
     frame = io.read_table(args.file)
     drop00 = None if args.drop00 is None else args.drop00 == "yes"
     with warnings.catch_warnings():
