@@ -4,7 +4,7 @@ from pathlib import Path
 
 from metarepro.analysis import figure_inputs
 from metarepro.extracted import load_analysis
-from metarepro.plots import forest_plot, save_figure
+from metarepro.figures import forest_plot, save_figure
 from metarepro.scripting import guarded
 
 sm = snakemake  # noqa: F821 - provided by Snakemake
