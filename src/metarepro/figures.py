@@ -229,6 +229,7 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
 
     FigureCanvasAgg(fig)
     fig.subplots_adjust(bottom=1.1 / height, top=1 - 0.45 / height)
+    fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     left = min(t.get_window_extent(renderer).x0 for t in ax.get_yticklabels() if t.get_text().strip())
     x0 = fig.transFigure.inverted().transform((left, 0))[0]
