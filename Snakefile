@@ -9,8 +9,7 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/pool.smk"
-include: "workflow/rules/figures.smk"
+include: "workflow/rules/analyse.smk"
 include: "workflow/rules/reproduce.smk"
 
 

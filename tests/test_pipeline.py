@@ -91,5 +91,5 @@ def test_bad_analysis_fails_alone(fresh, tmp_path):
     out = proc.stdout + proc.stderr
     assert f"row 2, column '{col}': 'oops' is not a number" in out
     assert "Traceback" not in out
-    log = (fresh / "logs" / "pool" / f"{name}.log").read_text()
+    log = (fresh / "logs" / "analyse" / f"{name}.log").read_text()
     assert "'oops' is not a number" in log

@@ -11,11 +11,19 @@ The statistics engine agrees with R's metafor (see ``tests/reference``).
 0.0327
 """
 
-from .effects import compute_effects
-from .errors import InputError, MetareproWarning
-from .io import read_table
-from .pooling import FIELDS, METHODS, TESTS, PoolResult, PoolTable, pool
+from importlib import import_module
 
 __all__ = ["pool", "read_table", "compute_effects", "PoolResult", "PoolTable", "InputError",
            "MetareproWarning", "FIELDS", "METHODS", "TESTS"]
 __version__ = "0.1.0"
+
+# Imported on first use, so that light modules (metarepro.plan) load without the statistics stack.
+_LAZY = {"pool": "pooling", "PoolResult": "pooling", "PoolTable": "pooling", "FIELDS": "pooling",
+         "METHODS": "pooling", "TESTS": "pooling", "read_table": "io", "compute_effects": "effects",
+         "InputError": "errors", "MetareproWarning": "errors"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'metarepro' has no attribute {name!r}")

@@ -1,28 +1,26 @@
-# Validation first, then the list of analyses and outcomes, read once.
+# Validation first, then the analyses and their outcomes, read once (cheaply: metarepro.plan
+# needs only the standard library and PyYAML).
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from metarepro.extracted import discover, outcomes_with_data
+from metarepro.plan import discover, outcomes_with_data
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 EXTRACTED = Path(config["extracted_dir"])
 ANALYSES = config["analyses"] or discover(EXTRACTED)
+FIGURES = ("forest", "funnel")
+FORMATS = ("png", "svg", "pdf")
 
 
-wildcard_constraints:
-    analysis="[a-z0-9][a-z0-9_]*",
-    outcome="[A-Za-z0-9][A-Za-z0-9_]*",
-
-
-def analysis_inputs(wildcards):
+def analysis_inputs(analysis):
     """The YAML, and the CSV when per-trial data exist."""
-    files = {"spec": EXTRACTED / f"{wildcards.analysis}.yaml"}
-    csv = EXTRACTED / f"{wildcards.analysis}.csv"
+    files = {"spec": str(EXTRACTED / f"{analysis}.yaml")}
+    csv = EXTRACTED / f"{analysis}.csv"
     if csv.exists():
-        files["table"] = csv
+        files["table"] = str(csv)
     return files
 
 
@@ -30,24 +28,42 @@ def outcomes(analysis):
     return outcomes_with_data(EXTRACTED / f"{analysis}.csv", EXTRACTED / f"{analysis}.yaml")
 
 
-def figure_files(analysis, outcome):
-    return [
-        f"results/{analysis}/{outcome}/{kind}.{ext}"
-        for kind in ("forest", "funnel")
-        for ext in ("png", "svg", "pdf")
-    ]
+def _figure(analysis, outcome, kind, ext):
+    path = f"results/{analysis}/{outcome}/{kind}.{ext}"
+    if ext != "png":
+        return path
+    return report(
+        path,
+        caption=f"../report/{kind}.rst",
+        category=f"{kind.capitalize()} plots",
+        labels={"analysis": analysis, "outcome": outcome},
+    )
+
+
+def analysis_outputs(analysis):
+    """Named outputs of one analysis: key '<outcome>__<file>' for per-outcome files."""
+    out = {
+        "pooled": f"results/{analysis}/pooled.csv",
+        "reproduction": f"results/{analysis}/reproduction.csv",
+    }
+    for o in outcomes(analysis):
+        out[f"{o}__heterogeneity_json"] = f"results/{analysis}/{o}/heterogeneity.json"
+        out[f"{o}__heterogeneity_md"] = report(
+            f"results/{analysis}/{o}/heterogeneity.md",
+            caption="../report/heterogeneity.rst",
+            category="Heterogeneity",
+            labels={"analysis": analysis, "outcome": o},
+        )
+        for kind in FIGURES:
+            for ext in FORMATS:
+                out[f"{o}__{kind}_{ext}"] = _figure(analysis, o, kind, ext)
+    return out
 
 
 def all_outputs():
     files = ["results/reproduction.csv", "results/reproduction.md"]
     for a in ANALYSES:
-        files.append(f"results/{a}/pooled.csv")
-        for o in outcomes(a):
-            files += [
-                f"results/{a}/{o}/heterogeneity.md",
-                f"results/{a}/{o}/heterogeneity.json",
-            ]
-            files += figure_files(a, o)
+        files += list(analysis_outputs(a).values())
     return files
 
 
