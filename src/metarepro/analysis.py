@@ -310,14 +310,10 @@ def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
         subgroups = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"],
                                 level=level, by=col)
     egger = None
-    try:
-        from .diagnostics import egger_test
+    if res.k >= 3:
+        from .bias import egger_test
 
-        if res.k >= 3:
-            st = res.studies.dropna(subset=["yi"])
-            e = egger_test(st["yi"].to_numpy(), st["vi"].to_numpy())
-            egger = e.to_dict() if hasattr(e, "to_dict") else dict(e)
-    except ImportError:
-        egger = None
+        st = res.studies.dropna(subset=["yi"])
+        egger = egger_test(st["yi"].to_numpy(), st["vi"].to_numpy(), model="lm").to_dict()
     label = f"{an.spec['title']}: {outcome.replace('_', ' ')}"
     return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label)

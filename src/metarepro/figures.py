@@ -255,10 +255,17 @@ def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, tit
     top = max(se.max() * 1.1, 1e-9)
     grid = np.linspace(0, top, 50)
     if contours:
-        for p, shade in ((0.10, "0.93"), (0.05, "0.85"), (0.01, "0.75")):
+        from matplotlib.patches import Patch
+
+        handles = []
+        for p, shade, name in ((0.10, "0.93", "0.05 < p < 0.10"), (0.05, "0.85", "0.01 < p < 0.05"),
+                               (0.01, "0.75", "p < 0.01")):
             zc = stats.norm.isf(p / 2)
             ax.fill_betweenx(grid, -zc * grid, -1e3 * np.ones_like(grid), color=shade, lw=0)
             ax.fill_betweenx(grid, zc * grid, 1e3 * np.ones_like(grid), color=shade, lw=0)
+            handles.append(Patch(color=shade, label=name))
+        ax.legend(handles=handles, loc="lower right", fontsize=_FONT - 1, frameon=True,
+                  title="significance vs no effect", title_fontsize=_FONT - 1)
     z = stats.norm.isf(0.025)
     ax.plot(result.estimate - z * grid, grid, ls="--", color="0.3", lw=0.8)
     ax.plot(result.estimate + z * grid, grid, ls="--", color="0.3", lw=0.8)
@@ -271,7 +278,7 @@ def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, tit
     ax.set_ylim(top, 0)
     ax.set_ylabel("Standard error", fontsize=_FONT)
     ax.set_xlabel(("log " if ratio else "") + _label(result.measure).lower()
-                  + (" (1 = no effect at 0)" if ratio else ""), fontsize=_FONT)
+                  + " (0 = no effect)", fontsize=_FONT)
     ax.tick_params(labelsize=_FONT)
     lines = []
     if egger:
