@@ -93,3 +93,33 @@ def test_bad_analysis_fails_alone(fresh, tmp_path):
     assert "Traceback" not in out
     log = (fresh / "logs" / "analyse" / f"{name}.log").read_text()
     assert "'oops' is not a number" in log
+
+
+def test_report_escapes_study_labels(fresh, tmp_path):
+    ext = tmp_path / "extracted"
+    ext.mkdir()
+    evil = "<script>alert(1)</script>"
+    (ext / "mini.yaml").write_text(f"""analysis: mini
+title: Mini
+claim: a claim
+measure: RR
+outcomes: [{{name: hip}}]
+targets: []
+trials: [{{study: "{evil}", status: present}}, {{study: B, status: present}}, {{study: C, status: present}}]
+""")
+    (ext / "mini.csv").write_text(
+        "study,outcome,events_t,total_t,events_c,total_c,source,source_url,source_location,quote,derived\n"
+        f'{evil},hip,4,123,11,139,10.1000/a,https://example.org/a,T2,"4/123 vs 11/139",\n'
+        'B,hip,6,306,29,303,10.1000/b,https://example.org/b,T2,"6/306 vs 29/303",\n'
+        'C,hip,3,231,11,220,10.1000/c,https://example.org/c,T2,"3/231 vs 11/220",\n')
+    out = tmp_path / "wf"
+    out.mkdir()
+    for name in ("Snakefile", "config.yaml", "workflow"):
+        src = fresh / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, out / name if src.is_dir() else out)
+    cfg = ["--config", f"extracted_dir={ext}"]
+    assert run(out, *cfg).returncode == 0
+    proc = subprocess.run([SNAKEMAKE, "--report", "report.html", *cfg], cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = (out / "report.html").read_text()
+    assert evil not in html

@@ -12,6 +12,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 EXTRACTED = Path(config["extracted_dir"])
 ANALYSES = config["analyses"] or discover(EXTRACTED)
 FIGURES = ("forest", "funnel")
+CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
 FORMATS = ("png", "svg", "pdf")
 
 
@@ -34,7 +35,7 @@ def _figure(analysis, outcome, kind, ext):
         return path
     return report(
         path,
-        caption=f"../report/{kind}.rst",
+        caption=str(CAPTIONS / f"{kind}.rst"),
         category=f"{kind.capitalize()} plots",
         labels={"analysis": analysis, "outcome": outcome},
     )
@@ -50,7 +51,7 @@ def analysis_outputs(analysis):
         out[f"{o}__heterogeneity_json"] = f"results/{analysis}/{o}/heterogeneity.json"
         out[f"{o}__heterogeneity_md"] = report(
             f"results/{analysis}/{o}/heterogeneity.md",
-            caption="../report/heterogeneity.rst",
+            caption=str(CAPTIONS / "heterogeneity.rst"),
             category="Heterogeneity",
             labels={"analysis": analysis, "outcome": o},
         )

@@ -4,7 +4,7 @@ rule reproduction:
     output:
         csv=report(
             "results/reproduction.csv",
-            caption="../report/reproduction.rst",
+            caption=str(CAPTIONS / "reproduction.rst"),
             category="Reproduction",
         ),
         md="results/reproduction.md",
