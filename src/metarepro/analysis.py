@@ -20,6 +20,12 @@ from .pooling import FIELDS, PoolResult, pool
 from .reproduce import DEFAULT_TOLERANCE, judge, published_method
 
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
+#: Columns of results/reproduction.csv.
+REPRODUCTION_COLUMNS = ("analysis", "claim", "outcome", "target", "published_estimate", "published_ci_lower",
+                        "published_ci_upper", "published_method", "reproduced_estimate", "reproduced_ci_lower",
+                        "reproduced_ci_upper", "method", "k_used", "k_published", "verdict", "reason",
+                        "modern_estimate", "modern_ci_lower", "modern_ci_upper", "modern_pi_lower",
+                        "modern_pi_upper", "source")
 
 
 def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> pd.DataFrame:

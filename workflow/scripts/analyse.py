@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from metarepro.analysis import dumps, figure_inputs, heterogeneity, pooled_table, reproduction_rows
+from metarepro.analysis import REPRODUCTION_COLUMNS, dumps, figure_inputs, heterogeneity, pooled_table, reproduction_rows
 from metarepro.extracted import load_analysis
 from metarepro.figures import forest_plot, funnel_plot, save_figure
 from metarepro.scripting import guarded, write_csv, write_text
@@ -17,7 +17,7 @@ with guarded(sm.log[0]) as log:
     write_csv(pooled_table(an, tests=tuple(p.tests), level=p.level), sm.output.pooled)
     rows = reproduction_rows(an, tolerance=p.tolerance, level=p.level,
                              modern=(p.modern["method"], p.modern["test"]))
-    write_csv(pd.DataFrame(rows), sm.output.reproduction)
+    write_csv(pd.DataFrame(rows, columns=list(REPRODUCTION_COLUMNS)), sm.output.reproduction)
     for outcome in p.outcomes:
         report, md = heterogeneity(an, outcome, method=p.modern["method"], test=p.modern["test"], level=p.level)
         write_text(sm.output[f"{outcome}__heterogeneity_json"], dumps(report))
