@@ -193,7 +193,9 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
                   if not x.get("outcomes") or outcome in x["outcomes"]]
         missing = [f"{x['study']} ({x.get('reason')})" for x in listed if x["status"] == "missing"]
         # K: the paper's k where printed, else the trials the YAML lists for this outcome
-        k_pub = t.get("k") if t.get("k") is not None else (len(listed) or None)
+        k_pub = t.get("k")
+        if k_pub is None and t.get("trial_set") != "other":
+            k_pub = len(listed) or None
         rec = {"analysis": an.name, "claim": an.spec["claim"], "outcome": outcome, "target": t["label"],
                "published_estimate": t.get("estimate"), "published_ci_lower": t.get("ci_lower"),
                "published_ci_upper": t.get("ci_upper"),
@@ -262,8 +264,9 @@ def reproduction_markdown(table: pd.DataFrame, tolerance: float = DEFAULT_TOLERA
                   "| outcome | target | published | re-pooled | k used / published | verdict | "
                   "REML + HK [prediction] |", "|---|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():
+            pm = "" if pd.isna(r.published_method) else r.published_method
             pub = f"{_fmt(r.published_estimate, 2)} ({_fmt(r.published_ci_lower, 2)}–{_fmt(r.published_ci_upper, 2)})" \
-                f" {r.published_method or ''}"
+                f" {pm}"
             rep = "—" if r.reproduced_estimate is None or pd.isna(r.reproduced_estimate) else \
                 f"{_fmt(r.reproduced_estimate, 2)} ({_fmt(r.reproduced_ci_lower, 2)}–{_fmt(r.reproduced_ci_upper, 2)}) {r.method}"
             mod = "—" if r.modern_estimate is None or pd.isna(r.modern_estimate) else \
