@@ -337,7 +337,7 @@ def _score_root(c: Compact, reml):
     return out, ok
 
 
-TAU2_ESTIMATORS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
+from .names import TAU2_ESTIMATORS  # noqa: E402
 
 
 def estimate_tau2(seg, yi, vi, method):

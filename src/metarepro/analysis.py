@@ -17,7 +17,7 @@ from . import io
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
 from .pooling import FIELDS, PoolResult, pool
-from .reproduce import DEFAULT_TOLERANCE, judge, published_method
+from .reproduce import DEFAULT_TOLERANCE, judge, published_method, reproduction_markdown  # noqa: F401
 
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 #: Columns of results/reproduction.csv.
@@ -248,38 +248,6 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
             rec.update(verdict=j.verdict, reason=j.reason)
         out.append(rec)
     return out
-
-
-def reproduction_markdown(table: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> str:
-    """The cross-analysis reproduction report."""
-    lines = ["# Reproduction of published claims", "",
-             "Each published pooled estimate is re-pooled from the per-trial numbers in `data/extracted/` "
-             "with the method the paper names. Verdicts: **reproduced** (every printed number matches at the "
-             f"printed precision), **close** (within {tolerance:.0%} of the printed CI width, on the log scale "
-             "for ratios), **discrepant**, **partial** (trials missing: k of K), **not_reproducible** "
-             "(no per-trial data readable). The modern column re-pools the same trials with REML + "
-             "Hartung-Knapp and gives the 95% prediction interval.", ""]
-    for analysis, sub in table.groupby("analysis", sort=False):
-        lines += [f"## {analysis}", "", f"Claim: {sub['claim'].iloc[0]}", "",
-                  "| outcome | target | published | re-pooled | k used / published | verdict | "
-                  "REML + HK [prediction] |", "|---|---|---|---|---|---|---|"]
-        for _, r in sub.iterrows():
-            pm = "" if pd.isna(r.published_method) else r.published_method
-            pub = f"{_fmt(r.published_estimate, 2)} ({_fmt(r.published_ci_lower, 2)}–{_fmt(r.published_ci_upper, 2)})" \
-                f" {pm}"
-            rep = "—" if r.reproduced_estimate is None or pd.isna(r.reproduced_estimate) else \
-                f"{_fmt(r.reproduced_estimate, 2)} ({_fmt(r.reproduced_ci_lower, 2)}–{_fmt(r.reproduced_ci_upper, 2)}) {r.method}"
-            mod = "—" if r.modern_estimate is None or pd.isna(r.modern_estimate) else \
-                f"{_fmt(r.modern_estimate, 2)} ({_fmt(r.modern_ci_lower, 2)}–{_fmt(r.modern_ci_upper, 2)}) " \
-                f"[{_fmt(r.modern_pi_lower, 2)}–{_fmt(r.modern_pi_upper, 2)}]"
-            kp = "?" if r.k_published is None or pd.isna(r.k_published) else int(r.k_published)
-            lines.append(f"| {r.outcome} | {r.target} | {pub} | {rep} | {int(r.k_used)} / {kp} | "
-                         f"**{r.verdict}** | {mod} |")
-        lines.append("")
-        for _, r in sub.iterrows():
-            lines.append(f"- *{r.target}* ({r.outcome}): {r.reason}")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def dumps(obj) -> str:

@@ -13,8 +13,7 @@ from . import _core, io
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
 
-METHODS = ("FE", "MH", "PETO") + _core.TAU2_ESTIMATORS
-TESTS = ("z", "knha")
+from .names import METHODS, TESTS  # noqa: E402
 COMMON_EFFECT = ("FE", "MH", "PETO")
 
 #: Names of the per-analysis fields, in the order of the CLI/JSON/CSV output.

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from metarepro.analysis import reproduction_markdown
+from metarepro.reproduce import reproduction_markdown
 from metarepro.scripting import guarded, write_csv, write_text
 
 sm = snakemake  # noqa: F821 - provided by Snakemake
