@@ -13,8 +13,18 @@ The statistics engine agrees with R's metafor (see ``tests/reference``).
 
 from importlib import import_module
 
-__all__ = ["pool", "read_table", "compute_effects", "PoolResult", "PoolTable", "InputError",
-           "MetareproWarning", "FIELDS", "METHODS", "TESTS"]
+__all__ = [
+    "FIELDS",
+    "METHODS",
+    "TESTS",
+    "InputError",
+    "MetareproWarning",
+    "PoolResult",
+    "PoolTable",
+    "compute_effects",
+    "pool",
+    "read_table",
+]
 __version__ = "0.1.0"
 
 # Imported on first use, so that light modules (metarepro.plan) load without the statistics stack.

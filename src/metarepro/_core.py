@@ -337,7 +337,6 @@ def _score_root(c: Compact, reml):
     return out, ok
 
 
-from .names import TAU2_ESTIMATORS  # noqa: E402
 
 
 def estimate_tau2(seg, yi, vi, method):

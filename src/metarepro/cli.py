@@ -13,7 +13,7 @@ import warnings
 
 from . import io
 from .errors import InputError, MetareproWarning
-from .pooling import FIELDS, METHODS, TESTS, PoolResult, pool
+from .pooling import METHODS, TESTS, PoolResult, pool
 
 
 class _Parser(argparse.ArgumentParser):

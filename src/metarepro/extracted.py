@@ -205,5 +205,5 @@ def load_analysis(csv_path: str | Path, yaml_path: str | Path) -> Analysis:
                     yaml_path=str(yaml_path))
 
 
-from .plan import discover, outcomes_with_data  # noqa: E402,F401 - re-exported
+from .plan import discover, outcomes_with_data  # noqa: F401 - re-exported
 

@@ -12,8 +12,8 @@ import pandas as pd
 from . import _core, io
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
+from .names import METHODS, TESTS
 
-from .names import METHODS, TESTS  # noqa: E402
 COMMON_EFFECT = ("FE", "MH", "PETO")
 
 #: Names of the per-analysis fields, in the order of the CLI/JSON/CSV output.
@@ -162,7 +162,7 @@ class PoolTable:
         kw["q_df"] = int(kw["q_df"])
         kw["converged"] = bool(kw["converged"])
         kw["df"] = None if pd.isna(kw["df"]) else kw["df"]
-        sel = lambda lst: [c for c in lst if c.get(self.by) == group]  # noqa: E731
+        sel = lambda lst: [c for c in lst if c.get(self.by) == group]
         return PoolResult(measure=self.measure, method=self.method, test=self.test,
                           level=self.level, studies=st, corrections=sel(self.corrections),
                           excluded=sel(self.excluded),

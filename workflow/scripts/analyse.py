@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from metarepro.analysis import REPRODUCTION_COLUMNS, dumps, figure_inputs, heterogeneity, pooled_table, reproduction_rows
+from metarepro.analysis import (
+    REPRODUCTION_COLUMNS,
+    dumps,
+    figure_inputs,
+    heterogeneity,
+    pooled_table,
+    reproduction_rows,
+)
 from metarepro.extracted import load_analysis
 from metarepro.figures import forest_plot, funnel_plot, save_figure
 from metarepro.scripting import guarded, write_csv, write_text
