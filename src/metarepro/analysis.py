@@ -82,7 +82,8 @@ def pooled_table(an: Analysis, tests=("z", "knha"), level: float = 95) -> pd.Dat
                 rec.update({k: d[k] for k in FIELDS})
                 rec.update(res.natural())
                 recs.append(rec)
-    return pd.DataFrame(recs)
+    natural = [f"{n}_natural" for n in ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")]
+    return pd.DataFrame(recs, columns=["analysis", "outcome", "measure", "method", "test", *FIELDS, *natural])
 
 
 def _fmt(x, d=3):
