@@ -57,3 +57,18 @@ def test_save_is_deterministic(tmp_path, ext):
     c = save_figure(funnel_plot(res, egger={"statistic": 1.0, "pvalue": 0.3}), tmp_path / "c" / "f",
                     formats=(ext,))[0]
     assert c.stat().st_size > 0
+
+
+def test_forestplot_import_leaves_process_state_alone():
+    import subprocess
+    import sys
+
+    code = ("import warnings, numpy as np, pandas as pd, metarepro\n"
+            "from metarepro.figures import forest_plot\n"
+            "f = pd.DataFrame({'study': ['a', 'b'], 'yi': [0.1, 0.3], 'vi': [0.04, 0.09]})\n"
+            "n = len(warnings.filters); e = np.geterr()\n"
+            "forest_plot(metarepro.pool(f, measure='GEN', method='FE'))\n"
+            "assert np.geterr() == e, np.geterr()\n"
+            "assert not any(a == 'ignore' and c is Warning and m is None for a, m, c, *_ in warnings.filters)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

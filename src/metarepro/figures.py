@@ -116,6 +116,21 @@ def _het_text(res):
     return het, overall
 
 
+def _import_forestplot():
+    """Import forestplot without letting it change process state: on import it
+    installs an "ignore all warnings" filter, silences numpy floating-point
+    errors and changes a matplotlib font setting."""
+    import warnings
+
+    saved_rc = dict(matplotlib.rcParams)
+    saved_err = np.geterr()
+    with warnings.catch_warnings():
+        import forestplot
+    np.seterr(**saved_err)
+    matplotlib.rcParams.update(saved_rc)
+    return forestplot
+
+
 def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagged=(), subgroups=None,
                 title: str | None = None, effect_label: str | None = None) -> Figure:
     """Forest plot of a pooled result.
@@ -139,8 +154,7 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     -------
     matplotlib.figure.Figure
     """
-    import forestplot as fp
-
+    fp = _import_forestplot()
     flagged = set(flagged)
     level = result.level
     ratio = result.measure in io.RATIO_MEASURES
