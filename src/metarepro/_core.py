@@ -253,6 +253,22 @@ def loglik(seg, yi, vi, t, reml):
 SCORING_SWEEPS = 100
 
 
+def halve_to_nonnegative(t, adj):
+    """metafor's step halving: halve a Fisher-scoring step while ``t + adj < 0``.
+
+    A step from ``t = 0`` that points below zero becomes 0 (halving it would
+    only underflow); after 64 halvings any remaining overshoot stops at 0.
+    """
+    adj = np.array(adj, float)
+    adj[(t == 0) & (adj < 0)] = 0.0
+    for _ in range(64):
+        neg = t + adj < 0
+        if not neg.any():
+            break
+        adj[neg] /= 2
+    return np.where(t + adj < 0, -t, adj)
+
+
 def tau2_ml_reml(seg, yi, vi, reml=True, threshold=THRESHOLD, sweeps=SCORING_SWEEPS):
     """ML or REML tau² (Viechtbauer 2005): Fisher scoring, then a root search.
 
@@ -283,14 +299,7 @@ def tau2_ml_reml(seg, yi, vi, reml=True, threshold=THRESHOLD, sweeps=SCORING_SWE
         num, den = _score(c, ta, reml)
         with np.errstate(invalid="ignore", divide="ignore"):
             adj = np.nan_to_num(num / den, nan=0.0)
-        adj[(ta == 0) & (adj < 0)] = 0.0
-        for _ in range(64):
-            neg = ta + adj < 0
-            if not neg.any():
-                break
-            adj[neg] /= 2
-        neg = ta + adj < 0
-        adj[neg] = -ta[neg]
+        adj = halve_to_nonnegative(ta, adj)
         new = ta + adj
         still = np.abs(adj) > threshold
         t[gid] = new

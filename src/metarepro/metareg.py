@@ -169,13 +169,7 @@ def _tau2_ml_reml(Y, V, X, reml, threshold=_core.THRESHOLD, sweeps=_core.SCORING
         num, den = _score(Y[act], V[act], X[act], ta, reml)
         with np.errstate(invalid="ignore", divide="ignore"):
             adj = np.nan_to_num(num / den, nan=0.0)
-        adj[(ta == 0) & (adj < 0)] = 0.0
-        for _ in range(64):
-            neg = ta + adj < 0
-            if not neg.any():
-                break
-            adj[neg] /= 2
-        adj = np.where(ta + adj < 0, -ta, adj)
+        adj = _core.halve_to_nonnegative(ta, adj)
         new = ta + adj
         t[act] = new
         still = np.abs(adj) > threshold
