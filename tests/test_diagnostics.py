@@ -767,3 +767,18 @@ def test_results_serialise():
         dg.sensitivity_without(_load("bcg_mods"), ["Aronson 1948"], "RR"),
     ):
         json.dumps(obj.to_dict())
+
+
+def test_egger_lm_equals_statsmodels_wls():
+    """Egger's original test is a weighted least-squares regression of y on its SE
+    with weights 1/v (Egger et al. 1997): statsmodels' WLS computes it independently."""
+    import statsmodels.api as sm
+
+    frame = pd.read_csv(HERE / "data" / "bcg_mods.csv")
+    st = metarepro.pool(frame, measure="RR", method="FE").studies
+    fit = sm.WLS(st.yi.to_numpy(), sm.add_constant(np.sqrt(st.vi.to_numpy())), weights=1 / st.vi.to_numpy()).fit()
+    got = dg.egger_test(st.yi.to_numpy(), st.vi.to_numpy(), model="lm")
+    assert got.statistic == pytest.approx(fit.tvalues[1], rel=1e-10)
+    assert got.pvalue == pytest.approx(fit.pvalues[1], rel=1e-10)
+    assert got.limit_estimate == pytest.approx(fit.params[0], rel=1e-10)
+    assert got.df == fit.df_resid

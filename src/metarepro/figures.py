@@ -1,134 +1,383 @@
-"""Forest and funnel plots, saved deterministically.
+"""Forest and funnel plots of pooled results, and deterministic saving.
 
-The forest plot's table layout (study labels, per-arm data, weight and effect
-columns, right-flushed headers) comes from the ``forestplot`` package, which
-places one row per table line on a categorical y axis. It has no notion of
-weights or pooled estimates, so matplotlib draws on the same axes what it
-lacks: squares whose area is proportional to the study weight, the pooled
-diamonds (random effects and common effect), the prediction interval, the line
-of no effect, readable ticks on a log axis for ratio measures, the
-heterogeneity line and the test for the overall effect, and integrity marks.
+Who draws what in :func:`forest_plot`
+-------------------------------------
+The ``forestplot`` package (0.4) lays out the table: one row per line on a
+categorical y axis, the study column with the per-arm data columns as
+left-flushed monospace tick labels, the weight and effect columns to the right
+of the plot, the bold header row, the subgroup headings (its ``groupvar``), the
+study confidence-interval lines, the line of no effect, the x ticks and label.
+It has no notion of study weights or pooled estimates, so matplotlib draws on
+the same axes what it lacks: squares whose area is proportional to the weight,
+the pooled and subtotal diamonds, the prediction interval, arrows where an
+interval runs off the axis, the arm headings over the data columns, the table
+rules, the heterogeneity and overall-effect lines, and the footnotes.
+
+Three things of ``forestplot`` are worked around here:
+
+* it measures text through ``pyplot.gcf()`` and draws table lines with
+  ``pyplot.plot``, i.e. on whatever figure pyplot holds. While it runs, its
+  module-level ``plt`` is replaced by a stand-in bound to our own
+  :class:`~matplotlib.figure.Figure`, so pyplot's global state is never touched
+  (no figure is opened, users' backends are left alone);
+* importing it sets ``warnings.filterwarnings("ignore")``, ``np.seterr(all=
+  "ignore")`` and an rcParam for the whole process; the import here is wrapped
+  so that all three are restored;
+* it places the right-hand columns at ``1.05 * xlim[1]`` in data units and pads
+  the tick labels by a width measured in pixels but applied in points; the
+  columns are re-anchored to the axes edge and the padding set in points, so
+  the layout holds for any x range and any output resolution.
+
+The figure is then sized from the measured text: its height follows the number
+of rows, its width the table columns around a plot region of fixed width.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import warnings
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Polygon
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Polygon
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 from scipy import stats
 
 from . import io
 
-_RATIO_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
-_FONT = 9
+__all__ = ["baujat_plot", "bubble_plot", "forest_plot", "funnel_plot", "influence_plot", "leave_one_out_plot",
+           "not_applicable_figure", "save_figure"]
+
+FONT = 9  # points; nothing on the figures is smaller than FONT - 1
+MONO = "DejaVu Sans Mono"  # ships with matplotlib: the same glyphs on every machine
+ROW = 0.21  # inches per table row
+PLOT_WIDTH = 3.2  # inches of the forest region
+DPI = 150
+
+SQUARE = "#1f4e79"
+DIAMOND = "#a11d21"
+SUBTOTAL = "#555555"
+LINE = "0.25"
+
+_COMMON = {"FE": "inverse variance", "MH": "Mantel-Haenszel", "PETO": "Peto"}
+_NAMES = {"RR": "Risk ratio", "OR": "Odds ratio", "RD": "Risk difference", "MD": "Mean difference",
+          "SMD": "Standardised mean difference", "ROM": "Ratio of means", "ZCOR": "Correlation",
+          "GEN": "Effect"}
+_SHORT = {"RR": "RR", "OR": "OR", "RD": "RD", "MD": "MD", "SMD": "SMD", "ROM": "ROM", "ZCOR": "r",
+          "GEN": "Effect"}
+_RATIO_STEPS = ((1, 2, 5), (1, 3), (1,))
+_LOCK = threading.Lock()
 
 
-def _transform(measure):
+# ----------------------------------------------------------------------------- forestplot
+
+
+def _forestplot():
+    """Import forestplot without letting it change global state."""
+    import matplotlib
+
+    with warnings.catch_warnings(), np.errstate(), matplotlib.rc_context():
+        import forestplot
+        import forestplot.graph_utils
+        import forestplot.plot
+    return forestplot
+
+
+class _Pyplot:
+    """What forestplot asks of ``matplotlib.pyplot``, bound to one figure."""
+
+    MaxNLocator = MaxNLocator
+
+    def __init__(self, ax):
+        self._ax = ax
+
+    def gcf(self):
+        return self._ax.figure
+
+    def gca(self):
+        return self._ax
+
+    def plot(self, *args, **kwargs):
+        return self._ax.plot(*args, **kwargs)
+
+    def __getattr__(self, name):
+        raise AttributeError(f"forestplot asked for pyplot.{name}, which metarepro does not provide")
+
+
+def _run_forestplot(ax, frame, **kwargs):
+    fp = _forestplot()
+    mods = (fp.graph_utils, fp.plot)
+    with _LOCK:
+        saved = [m.plt for m in mods]
+        try:
+            for m in mods:
+                m.plt = _Pyplot(ax)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.filterwarnings("ignore", "set_ticklabels", UserWarning)
+                return fp.forestplot(frame, ax=ax, return_df=True, **kwargs)
+        finally:
+            for m, p in zip(mods, saved):
+                m.plt = p
+
+
+# ----------------------------------------------------------------------------- numbers and text
+
+
+def _to_natural(measure):
     if measure in io.RATIO_MEASURES:
         return np.exp
     if measure == "ZCOR":
         return np.tanh
-    return lambda x: np.asarray(x, float)
+    return lambda x: np.asarray(x, float) * 1.0
 
 
-def _label(measure):
-    return {"RR": "Risk ratio", "OR": "Odds ratio", "RD": "Risk difference", "MD": "Mean difference",
-            "SMD": "Standardised mean difference (Hedges' g)", "ROM": "Ratio of means",
-            "ZCOR": "Correlation", "GEN": "Effect"}[measure]
+def _pooled_natural(res) -> dict:
+    """Estimate, CI and PI of a fit on the natural scale."""
+    nat = res.natural()
+    if nat:
+        get = {n: nat.get(f"{n}_natural") for n in ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")}
+        return {n: (np.nan if v is None else float(v)) for n, v in get.items()}
+    return {n: float(getattr(res, n)) for n in ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")}
 
 
-def _fmt_ci(e, lo, hi, d=2):
-    if not np.isfinite(e):
-        return ""
-    return f"{e:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
-
-
-def _arm_columns(frame):
-    if frame is None:
-        return [], []
-    cols = set(frame.columns)
-    if set(io.BINARY) <= cols:
-        t = [f"{int(float(a))}/{int(float(b))}" for a, b in zip(frame.events_t, frame.total_t)]
-        c = [f"{int(float(a))}/{int(float(b))}" for a, b in zip(frame.events_c, frame.total_c)]
-        return [t, c], ["Treatment n/N", "Control n/N"]
-    if set(io.CONTINUOUS) <= cols:
-        t = [f"{float(m):.3g} ({float(s):.3g}) {int(float(n))}" for m, s, n in zip(frame.mean_t, frame.sd_t, frame.total_t)]
-        c = [f"{float(m):.3g} ({float(s):.3g}) {int(float(n))}" for m, s, n in zip(frame.mean_c, frame.sd_c, frame.total_c)]
-        return [t, c], ["Treatment mean (SD) n", "Control mean (SD) n"]
-    return [], []
-
-
-def _pooled_label(res):
-    if res.method in ("FE", "MH", "PETO"):
-        name = {"FE": "inverse variance", "MH": "Mantel-Haenszel", "PETO": "Peto"}[res.method]
-        return f"Common effect ({name})"
-    test = ", Hartung-Knapp" if res.test == "knha" else ""
-    return f"Random effects ({res.method}{test})"
-
-
-def _study_rows(res, frame, flagged, level):
-    f = _transform(res.measure)
-    z = stats.norm.isf((1 - level / 100) / 2)
-    st = res.studies.reset_index(drop=True)
-    arms, arm_heads = _arm_columns(frame)
-    excluded = {e["study"]: e["reason"] for e in res.excluded}
-    rows = []
-    for i, r in st.iterrows():
-        lab = str(r.study) + (" \u2020" if r.study in flagged else "")
-        ok = np.isfinite(r.yi)
-        lo, hi = (r.yi - z * math.sqrt(r.vi), r.yi + z * math.sqrt(r.vi)) if ok else (np.nan, np.nan)
-        rows.append({"label": lab, "kind": "study", "est": f(r.yi) if ok else np.nan, "lo": f(lo) if ok else np.nan,
-                     "hi": f(hi) if ok else np.nan, "weight": r.weight,
-                     "w": f"{r.weight:.1f}%" if ok and np.isfinite(r.weight) else "",
-                     "ci": _fmt_ci(f(r.yi), f(lo), f(hi)) if ok else "excluded: " + excluded.get(r.study, "")[:40],
-                     **{f"arm{j}": a[i] for j, a in enumerate(arms)}})
-    return rows, arm_heads
-
-
-def _pooled_rows(res, label=None):
-    f = _transform(res.measure)
-    rows = [{"label": label or _pooled_label(res), "kind": "pooled", "est": float(f(res.estimate)),
-             "lo": float(f(res.ci_lower)), "hi": float(f(res.ci_upper)), "weight": np.nan, "w": "100%",
-             "ci": _fmt_ci(float(f(res.estimate)), float(f(res.ci_lower)), float(f(res.ci_upper)))}]
-    if res.method not in ("FE", "MH", "PETO") and np.isfinite(res.pi_lower):
-        rows.append({"label": "  Prediction interval", "kind": "pi", "est": float(f(res.estimate)),
-                     "lo": float(f(res.pi_lower)), "hi": float(f(res.pi_upper)), "weight": np.nan, "w": "",
-                     "ci": f"[{float(f(res.pi_lower)):.2f}, {float(f(res.pi_upper)):.2f}]"})
-    return rows
+def _num(x, d=2):
+    return f"{x:.{d}f}" if np.isfinite(x) else "NA"
 
 
 def _p(p):
+    if not np.isfinite(p):
+        return "= NA"
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
-def _het_text(res):
-    test = "t" if res.test == "knha" else "z"
-    df = f" (df = {res.df:g})" if res.df else ""
-    het = (f"Heterogeneity: \u03c4\u00b2 = {res.tau2:.4f}; Q = {res.q:.2f} (df = {res.q_df}, p {_p(res.q_pvalue)}); "
-           f"I\u00b2 = {res.i2:.0f}%")
-    overall = f"Test for overall effect: {test}{df} = {res.statistic:.2f}, p {_p(res.pvalue)}"
-    return het, overall
+def _tau2(t):
+    return f"{t:.4f}" if (t == 0 or t >= 1e-4) else f"{t:.2e}"
 
 
-def _import_forestplot():
-    """Import forestplot without letting it change process state: on import it
-    installs an "ignore all warnings" filter, silences numpy floating-point
-    errors and changes a matplotlib font setting."""
-    import warnings
+def _is_common(res):
+    return res.method in _COMMON
 
-    saved_rc = dict(matplotlib.rcParams)
-    saved_err = np.geterr()
-    with warnings.catch_warnings():
-        import forestplot
-    np.seterr(**saved_err)
-    matplotlib.rcParams.update(saved_rc)
-    return forestplot
+
+def _model_label(res):
+    if _is_common(res):
+        return f"Common effect ({_COMMON[res.method]})"
+    return f"Random effects ({res.method}{', Hartung-Knapp' if res.test == 'knha' else ''})"
+
+
+def _het_line(res):
+    tau2 = "" if _is_common(res) else f"\u03c4\u00b2 = {_tau2(res.tau2)}; "
+    return (f"Heterogeneity: {tau2}Q = {res.q:.2f} (df = {res.q_df}, p {_p(res.q_pvalue)}); "
+            f"I\u00b2 = {res.i2:.0f}%")
+
+
+def _test_line(res, what="Test for overall effect"):
+    if res.test == "knha" and res.df:
+        stat = f"t = {_num(res.statistic)} (df = {res.df:g})"
+    else:
+        stat = f"z = {_num(res.statistic)}"
+    return f"{what}: {stat}, p {_p(res.pvalue)}"
+
+
+def _short_reason(reason):
+    """'double-zero study (no events in either arm); dropped (drop00)' -> 'double-zero study'."""
+    return reason.split(";")[0].split(" (")[0].strip()
+
+
+def _arm_table(frame):
+    """Per-arm columns: (super headings, column headings, {study: [cells]})."""
+    if frame is None or "study" not in frame.columns:
+        return [], [], {}
+    cols = set(frame.columns)
+    keys = frame["study"].astype(str).str.strip()
+
+    def fmt(v, whole=False):
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return ""
+        if not np.isfinite(v):
+            return ""
+        return f"{v:.0f}" if whole or v.is_integer() else f"{v:.4g}"
+
+    if set(io.BINARY) <= cols:
+        heads = ["Events", "Total", "Events", "Total"]
+        names = ("events_t", "total_t", "events_c", "total_c")
+        supers = [("Treatment", 0, 2), ("Control", 2, 4)]
+        whole = True
+    elif set(io.CONTINUOUS) <= cols:
+        heads = ["Mean", "SD", "Total", "Mean", "SD", "Total"]
+        names = ("mean_t", "sd_t", "total_t", "mean_c", "sd_c", "total_c")
+        supers = [("Treatment", 0, 3), ("Control", 3, 6)]
+        whole = False
+    elif set(io.CORRELATION) <= cols:
+        heads, names, supers, whole = ["N"], ("total",), [], True
+    else:
+        return [], [], {}
+    cells = {}
+    for i, key in enumerate(keys):
+        cells[key] = [fmt(frame[n].iloc[i], whole and n.startswith(("events", "total"))) for n in names]
+    return supers, heads, cells
+
+
+def _xrange(values, null, ratio):
+    """Axis limits and ticks covering the values (ratio: natural values, log axis)."""
+    v = np.asarray([x for x in values if np.isfinite(x) and (x > 0 or not ratio)], float)
+    if v.size == 0:  # nothing estimable: an axis around no effect
+        v = np.array([null / 2, null * 2] if ratio else [null - 1, null + 1])
+    if ratio:
+        lo, hi = max(min(v.min(), null), 0.01), min(max(v.max(), null), 100.0)
+        for steps in _RATIO_STEPS:
+            cand = sorted(s * 10.0 ** e for e in range(-3, 4) for s in steps)
+            t_lo = max([c for c in cand if c <= lo * 1.0001], default=cand[0])
+            t_hi = min([c for c in cand if c >= hi / 1.0001], default=cand[-1])
+            ticks = [c for c in cand if t_lo <= c <= t_hi]
+            if len(ticks) <= 8:
+                break
+        if len(ticks) < 3:  # a narrow range: finer ticks
+            cand = [0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0]
+            t_lo = max([c for c in cand if c <= lo], default=lo)
+            t_hi = min([c for c in cand if c >= hi], default=hi)
+            ticks = [c for c in cand if t_lo <= c <= t_hi]
+        return (ticks[0], ticks[-1]), ticks
+    lo, hi = min(v.min(), null), max(v.max(), null)
+    if hi - lo <= 0:
+        lo, hi = lo - 1, hi + 1
+    ticks = list(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi))
+    ticks = [t for t in ticks if t >= lo - (ticks[1] - ticks[0]) + 1e-12 and t <= hi + (ticks[1] - ticks[0]) - 1e-12]
+    return (ticks[0], ticks[-1]), ticks
+
+
+def _core_range(rows, ratio):
+    """The values the axis must show, with study intervals trimmed so one
+    imprecise study cannot squeeze all others (trimmed ones get arrows)."""
+    pooled = [v for r in rows if r["kind"] != "study" for v in (r["lo"], r["hi"], r["est"])]
+    ests = [r["est"] for r in rows if r["kind"] == "study"]
+    core = np.asarray([v for v in pooled + ests if np.isfinite(v) and (v > 0 or not ratio)], float)
+    ends = np.asarray([v for r in rows if r["kind"] == "study" for v in (r["lo"], r["hi"])
+                       if np.isfinite(v) and (v > 0 or not ratio)], float)
+    if core.size == 0:
+        return ends
+    if ratio:
+        c, e = np.log(core), np.log(ends) if ends.size else np.array([])
+    else:
+        c, e = core, ends
+    width = max(c.max() - c.min(), 1e-9)
+    e = np.clip(e, c.min() - 1.5 * width - (1.0 if ratio else 0), c.max() + 1.5 * width + (1.0 if ratio else 0))
+    allv = np.concatenate([c, e])
+    return np.exp(allv) if ratio else allv
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _row(kind, label, est=np.nan, lo=np.nan, hi=np.nan, weight=np.nan, wtext="", etext="", cells=None,
+         group=None, res=None):
+    return {"kind": kind, "label": label, "est": est, "lo": lo, "hi": hi, "weight": weight, "wtext": wtext,
+            "etext": etext, "cells": cells, "group": group, "res": res}
+
+
+def _effect_text(est, lo, hi, widths):
+    a, b, c = (_num(x) for x in (est, lo, hi))
+    return f"{a:>{widths[0]}} [{b:>{widths[1]}}, {c:>{widths[2]}}]"
+
+
+def _study_rows(result, flagged, cells, ncells):
+    f = _to_natural(result.measure)
+    z = stats.norm.isf((1 - result.level / 100) / 2)
+    reasons = {str(e.get("study")): e.get("reason", "") for e in result.excluded}
+    rows = []
+    for r in result.studies.itertuples(index=False):
+        key = str(r.study)
+        label = key + (" \u2020" if key in flagged else "")
+        arm = cells.get(key, [""] * ncells)
+        if np.isfinite(r.yi) and np.isfinite(r.vi):
+            se = math.sqrt(r.vi)
+            rows.append(_row("study", label, float(f(r.yi)), float(f(r.yi - z * se)), float(f(r.yi + z * se)),
+                             weight=float(r.weight), cells=arm, group=key))
+        else:
+            why = _short_reason(reasons.get(key, "not estimable"))
+            rows.append(_row("excluded", label, cells=arm, etext=f"excluded: {why}", group=key))
+    return rows
+
+
+def _pooled_rows(res, label=None, kind="pooled", wtext="100.0%"):
+    n = _pooled_natural(res)
+    rows = [_row(kind, label or _model_label(res), n["estimate"], n["ci_lower"], n["ci_upper"], wtext=wtext,
+                 res=res)]
+    if kind == "pooled" and not _is_common(res) and np.isfinite(n["pi_lower"]):
+        rows.append(_row("pi", "Prediction interval", n["estimate"], n["pi_lower"], n["pi_upper"],
+                         etext=f"[{_num(n['pi_lower'])}, {_num(n['pi_upper'])}]"))
+    return rows
+
+
+def _subgroup_rows(rows, subgroups):
+    """Study rows under subgroup headings, each group closed by its subtotal."""
+    by = subgroups.by
+    st = subgroups.studies
+    group_of = dict(zip(st["study"].astype(str), st[by]))
+    out, used = [], set()
+    for g in subgroups.groups():
+        name = f"{by}: {g}"
+        members = [dict(r, group=name) for r in rows if str(group_of.get(r["group"], object())) == str(g)]
+        sub = subgroups[g]
+        w = sum(r["weight"] for r in members if r["kind"] == "study" and np.isfinite(r["weight"]))
+        label = f"Subtotal ({sub.method}), I\u00b2 = {sub.i2:.0f}%"
+        if label in used:
+            label = f"{label} [{g}]"
+        used.add(label)
+        out += members
+        out += [dict(r, group=name) for r in _pooled_rows(sub, label=label, kind="subtotal", wtext=f"{w:.1f}%")]
+    return out
+
+
+def _subgroup_test(subgroups):
+    s = subgroups.summary
+    est, se = s["estimate"].to_numpy(float), s["se"].to_numpy(float)
+    ok = np.isfinite(est) & np.isfinite(se) & (se > 0)
+    if ok.sum() < 2:
+        return None
+    w = 1 / se[ok] ** 2
+    mean = np.sum(w * est[ok]) / np.sum(w)
+    q = float(np.sum(w * (est[ok] - mean) ** 2))
+    df = int(ok.sum() - 1)
+    return f"Test for subgroup differences: Q = {q:.2f} (df = {df}, p {_p(stats.chi2.sf(q, df))})"
+
+
+def _notes(result, common, subgroups, flagged_shown):
+    notes = [_het_line(result), _test_line(result)]
+    if common is not None:
+        notes.append(_test_line(common, f"Test for overall effect, {_model_label(common).lower()}"))
+    if subgroups is not None:
+        t = _subgroup_test(subgroups)
+        if t:
+            notes.append(t)
+    if flagged_shown:
+        notes.append("\u2020 integrity concern (e.g. retracted or questioned trial)")
+    by_reason = {}
+    for e in result.excluded:
+        by_reason.setdefault(e.get("reason", ""), []).append(str(e.get("study")))
+    for reason, who in by_reason.items():
+        notes.append(f"Excluded ({reason}): {_some(who)}")
+    by_action = {}
+    for c in result.corrections:
+        by_action.setdefault(c.get("action", ""), []).append(str(c.get("study")))
+    for action, who in by_action.items():
+        notes.append(f"Continuity correction ({action}): {_some(who)}")
+    return notes
+
+
+def _some(names, n=6):
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+# ----------------------------------------------------------------------------- forest plot
 
 
 def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagged=(), subgroups=None,
@@ -138,188 +387,547 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     Parameters
     ----------
     result : PoolResult
-        The model drawn as the main diamond (usually random effects).
+        The model drawn as the main diamond (usually random effects) and whose
+        weights the squares and the weight column show.
     frame : DataFrame, optional
-        The study rows (same order as ``result.studies``) for per-arm columns.
+        The study table that was pooled; its per-arm data (events and totals,
+        or mean, SD and n, or n of a correlation) are printed beside each study,
+        matched by the ``study`` label.
     common : PoolResult, optional
-        A common-effect fit drawn as a second diamond.
+        A common-effect fit of the same studies, drawn as a second (open) diamond.
     flagged : iterable of str
-        Study labels with integrity concerns, marked with a dagger.
+        Study labels with an integrity concern (retracted, questioned), marked
+        with a dagger and a footnote.
     subgroups : PoolTable, optional
-        Per-subgroup fits (``pool(..., by=column)``): studies grouped under
-        headings, each with its subtotal diamond.
+        ``pool(..., by=column)`` of the same studies: the studies are grouped
+        under headings, each group closed by its subtotal diamond, and the
+        test for subgroup differences (Q between the subgroup estimates) is
+        printed. Weights stay those of ``result``.
     title, effect_label : str, optional
+        Title over the table; x-axis label (default: the measure's name).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not attached to pyplot; save it with :func:`save_figure`.
+
+    Notes
+    -----
+    Study intervals are ``yi ± z sqrt(vi)`` at ``result.level``; square areas
+    are proportional to the weights; excluded studies are listed with the
+    reason and no square. Ratio measures are drawn on a log axis and printed
+    back-transformed (``exp``), correlations as ``tanh`` of Fisher's z.
+    """
+    flagged = {str(s) for s in flagged}
+    measure = result.measure
+    ratio = measure in io.RATIO_MEASURES
+    null = 1.0 if ratio else 0.0
+    supers, heads, cells = _arm_table(frame)
+    rows = _study_rows(result, flagged, cells, len(heads))
+    flagged_shown = any(str(s) in flagged for s in result.studies["study"])
+
+    if subgroups is not None:
+        rows = _subgroup_rows(rows, subgroups)
+        pooled = [dict(r, group="") for r in _pooled_rows(result)]
+        if common is not None:
+            pooled += [dict(r, group="") for r in _pooled_rows(common, kind="common", wtext="")]
+    else:
+        pooled = [_row("spacer", "")] + _pooled_rows(result)
+        if common is not None:
+            pooled += _pooled_rows(common, kind="common", wtext="")
+    rows = rows + pooled
+
+    # ---- text columns, right-justified numbers in monospace
+    for r in rows:
+        if r["kind"] in ("study", "pooled", "subtotal") and np.isfinite(r["weight"]):
+            r["wtext"] = f"{r['weight']:.1f}%"
+    drawn = [r for r in rows if r["kind"] in ("study", "pooled", "subtotal", "common")]
+    widths = [max([len(_num(r[k])) for r in drawn] or [4]) for k in ("est", "lo", "hi")]
+    for r in drawn:
+        r["etext"] = _effect_text(r["est"], r["lo"], r["hi"], widths)
+        if r["kind"] != "study" and not np.isfinite(r["est"]):
+            r["etext"], r["wtext"] = "not estimable", ""
+    for r in rows:  # the prediction interval's brackets under the confidence intervals'
+        if r["kind"] == "pi":
+            r["etext"] = " " * (widths[0] + 1) + _effect_text(np.nan, r["lo"], r["hi"], widths)[widths[0] + 1:]
+    eff_head = f"{_SHORT[measure]} [{result.level:g}% CI]"
+    ww = max([len(r["wtext"]) for r in rows] + [len("Weight")])
+    for r in rows:
+        r["wtext"] = r["wtext"].rjust(ww)
+    cw = [max([len(h)] + [len(r["cells"][j]) for r in rows if r["cells"]]) for j, h in enumerate(heads)]
+    for r in rows:
+        c = r["cells"] or [""] * len(heads)
+        for j in range(len(heads)):
+            r[f"a{j}"] = c[j].rjust(cw[j])
+
+    # ---- x axis
+    core = _core_range(rows, ratio)
+    (x0, x1), ticks = _xrange(list(core), null, ratio)
+
+    table = pd.DataFrame({
+        "label": [r["label"] for r in rows],
+        "est": [r["est"] if r["kind"] == "study" else np.nan for r in rows],
+        "lo": [r["lo"] if r["kind"] == "study" else np.nan for r in rows],
+        "hi": [r["hi"] if r["kind"] == "study" else np.nan for r in rows],
+        "w": [r["wtext"] for r in rows],
+        "eff": [r["etext"] for r in rows],
+        **{f"a{j}": [r[f"a{j}"] for r in rows] for j in range(len(heads))},
+    })
+    if not np.isfinite(table["est"]).any():  # forestplot needs one finite interval (no study estimable)
+        table.loc[0, ["est", "lo", "hi"]] = null
+    if subgroups is not None:
+        table["grp"] = [r["group"] for r in rows]
+    # forestplot keys the categorical y axis by the whole left-hand text of a row
+    table["row"] = np.arange(len(rows))
+
+    fig = Figure(figsize=(8, 2 + ROW * len(rows)), dpi=DPI)  # text measured as it is rendered
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.5, 0.2, 0.3, 0.7))
+    xlabel = effect_label or (_NAMES[measure] + (" (log scale)" if ratio else ""))
+    out, ax = _run_forestplot(
+        ax, table, estimate="est", ll="lo", hl="hi", varlabel="label", logscale=ratio,
+        annote=[f"a{j}" for j in range(len(heads))] or None,
+        annoteheaders=[h.rjust(cw[j]) for j, h in enumerate(heads)] or None,
+        rightannote=["w", "eff"], right_annoteheaders=["Weight".rjust(ww), eff_head],
+        groupvar="grp" if subgroups is not None else None, variable_header="Study",
+        ci_report=False, form_ci_report=False, capitalize=None, flush=True, table=False,
+        xlim=(x0, x1), xticks=ticks, xticklabels=[f"{t:g}" for t in ticks], xtick_size=FONT,
+        xlabel=xlabel, xlabel_size=FONT, xlabel_fontweight="normal",
+        fontsize=FONT, fontfamily=MONO, grouplab_size=FONT, grouplab_fontweight="bold",
+        markersize=0, markeralpha=0, lw=1.0, linecolor=LINE,
+        xline=null, xlinestyle=(0, (2, 2)), xlinecolor="0.35", xlinewidth=0.8,
+    )
+    # y position of every input row: forestplot returns the rows bottom-up
+    ypos = {int(k): i for i, k in enumerate(out["row"]) if pd.notna(k)}
+    nrows = len(out)  # with the header row (and subgroup headings)
+    header_y = nrows - 1
+    has_super = bool(supers)
+    top = header_y + (1 if has_super else 0)
+    ax.set_ylim(-0.7, top + 0.6)
+    ax.set_xlim(x0, x1)
+    if ratio:
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.tick_params(axis="x", labelsize=FONT, length=3)
+    ax.spines["bottom"].set_bounds(x0, x1)
+
+    # ---- squares (area proportional to weight), arrows for clipped intervals
+    studies = [(i, r) for i, r in enumerate(rows) if r["kind"] == "study"]
+    wmax = max([r["weight"] for _, r in studies if np.isfinite(r["weight"])] or [1.0])
+    smax = (0.62 * ROW * 72) ** 2  # area in pt^2 of the heaviest study's square
+    xs = [r["est"] for _, r in studies]  # off the axis: clipped, the arrow shows the way
+    ys = [ypos[i] for i, _ in studies]
+    ss = [smax * (r["weight"] / wmax if np.isfinite(r["weight"]) else 0.0) for _, r in studies]
+    ax.scatter(xs, ys, s=ss, marker="s", color=SQUARE, linewidths=0, zorder=3, gid="study-squares")
+    for i, r in studies:
+        if r["lo"] < x0:
+            ax.plot([x0], [ypos[i]], marker="<", ms=4, color=LINE, clip_on=False, zorder=3)
+        if r["hi"] > x1:
+            ax.plot([x1], [ypos[i]], marker=">", ms=4, color=LINE, clip_on=False, zorder=3)
+
+    # ---- diamonds and the prediction interval
+    h = 0.34
+    for i, r in enumerate(rows):
+        if r["kind"] in ("pooled", "subtotal", "common") and np.isfinite(r["est"]):
+            lo, hi = max(r["lo"], x0), min(r["hi"], x1)
+            y = ypos[i]
+            pts = [(lo, y), (r["est"], y + h), (hi, y), (r["est"], y - h)]
+            if r["kind"] == "common":
+                ax.add_patch(Polygon(pts, closed=True, facecolor="white", edgecolor=DIAMOND, lw=1.2, zorder=3))
+            else:
+                ax.add_patch(Polygon(pts, closed=True, color=DIAMOND if r["kind"] == "pooled" else SUBTOTAL,
+                                     zorder=3, gid="pooled-diamond" if r["kind"] == "pooled" else None))
+        elif r["kind"] == "pi" and np.isfinite(r["lo"]):
+            y = ypos[i]
+            lo, hi = max(r["lo"], x0), min(r["hi"], x1)
+            ax.plot([lo, hi], [y, y], color=DIAMOND, lw=1.2, zorder=3, solid_capstyle="butt",
+                    gid="prediction-interval")
+            ax.plot([lo, hi], [y, y], ls="none", marker="|", ms=6, mew=1.2, color=DIAMOND, zorder=3)
+
+    # ---- measure the text forestplot placed, then fix its units and anchors
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    px2pt = 72.0 / fig.dpi
+    ax.tick_params(axis="y", length=0)  # no hidden tick length in the label offset
+    labels = [t for t in ax.get_yticklabels() if t.get_text()]
+    left_w = max(t.get_window_extent(renderer).width for t in labels) * px2pt
+    pad = left_w + 12.0  # points from the first text column to the plot
+    ax.yaxis.set_tick_params(pad=pad)
+    right_off = 10.0
+    trans_right = blended_transform_factory(ax.transAxes, ax.transData) + ScaledTranslation(
+        right_off / 72, 0, fig.dpi_scale_trans)
+    right = list(ax.texts)
+    for t in right:
+        t.set_text(t.get_text().rstrip())
+        t.set_x(1.0)
+        t.set_transform(trans_right)
+    for t in labels + right:  # study labels are text, not mathtext ('$' stays '$')
+        t.set_parse_math(False)
+    right_w = max([t.get_window_extent(renderer).width for t in right] + [0]) * px2pt
+    text_left = ax.get_yaxis_text1_transform(pad)[0]  # where the tick labels start
+
+    # ---- arm headings over the data columns: the same monospace grid as the labels
+    if supers:
+        head = max(labels, key=lambda t: t.get_position()[1]).get_text()
+        col0 = len(head) - sum(w + 2 for w in cw)
+        line = [" "] * len(head)
+        for name, a, b in supers:
+            start = col0 + sum(w + 2 for w in cw[:a]) + 2
+            end = start + sum(w + 2 for w in cw[a:b]) - 2
+            c = start + max(0, (end - start - len(name)) // 2)
+            line[c:c + len(name)] = list(name)
+        ax.text(0, header_y + 0.9, "".join(line).rstrip(), transform=text_left, ha="left", va="center",
+                fontsize=FONT, fontweight="bold", family=MONO)
+
+    # ---- notes under the axis, title above, both flush with the study column
+    notes = _notes(result, common, subgroups, flagged_shown)
+    fig.draw_without_rendering()
+    xl = ax.xaxis.label.get_window_extent(renderer)
+    below = (ax.get_window_extent(renderer).y0 - xl.y0) * px2pt + 8
+    note = ax.text(0, 0, "\n".join(notes), fontsize=FONT - 0.5, va="top", ha="left", linespacing=1.4,
+                   transform=ax.transAxes + ScaledTranslation(-pad / 72, -below / 72, fig.dpi_scale_trans),
+                   parse_math=False)
+    ttl = None
+    if title:
+        ttl = ax.text(0, 1, title, fontsize=FONT + 1.5, fontweight="bold", va="bottom", ha="left",
+                      transform=ax.transAxes + ScaledTranslation(-pad / 72, 4 / 72, fig.dpi_scale_trans),
+                      parse_math=False)
+
+    # ---- size the figure to its content
+    fig.draw_without_rendering()
+    nb = note.get_window_extent(renderer)
+    margin = 0.12
+    left_in = pad / 72 + margin
+    right_in = (right_off + right_w) / 72 + margin
+    width_in = left_in + PLOT_WIDTH + right_in
+    width_in = max(width_in, left_in - pad / 72 + nb.width * px2pt / 72 + margin)
+    top_in = margin
+    if ttl is not None:
+        tb = ttl.get_window_extent(renderer)
+        width_in = max(width_in, left_in - pad / 72 + tb.width * px2pt / 72 + margin)
+        top_in += tb.height * px2pt / 72 + 0.08
+    ylo, yhi = ax.get_ylim()
+    plot_h = ROW * (yhi - ylo)
+    bottom_in = (below + nb.height * px2pt) / 72 + margin
+    height_in = plot_h + bottom_in + top_in
+    fig.set_size_inches(width_in, height_in)
+    ax.set_position((left_in / width_in, bottom_in / height_in, PLOT_WIDTH / width_in, plot_h / height_in))
+
+    # ---- table rules, from the study column to the end of the effect column
+    rule_x = [margin - 0.04, left_in + PLOT_WIDTH + (right_off + right_w) / 72 + 0.04]
+    rule_t = blended_transform_factory(fig.dpi_scale_trans, ax.transData)
+    ax.add_line(Line2D(rule_x, [header_y - 0.5] * 2, lw=0.8, color="0.2", clip_on=False, transform=rule_t))
+    pooled_ys = [ypos[i] for i, r in enumerate(rows) if r["kind"] in ("spacer", "pooled", "pi", "common")]
+    if pooled_ys:
+        y = max(pooled_ys) + (0.5 if subgroups is not None else 0.15)
+        ax.add_line(Line2D(rule_x, [y, y], lw=0.6, color="0.2", clip_on=False, transform=rule_t))
+    return fig
+
+
+# ----------------------------------------------------------------------------- funnel plot
+
+
+def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, title: str | None = None) -> Figure:
+    """Funnel plot: study effects (model scale) against their standard errors.
+
+    The y axis is inverted (SE 0 at the top). Drawn are the pooled estimate,
+    its pseudo 95% confidence funnel (estimate ± 1.96 SE), the line of no
+    effect and, with ``contours``, the contour-enhanced regions where a study
+    would differ from no effect at p < 0.01, 0.05 and 0.10 (Peters et al.
+    2008, J Clin Epidemiol 61:991-996). Ratio measures are drawn on the log
+    scale with ticks labelled as ratios; correlations as Fisher's z.
+
+    Parameters
+    ----------
+    result : PoolResult
+    egger : dict, optional
+        ``statistic`` and ``pvalue`` (and ``df`` for a t test) of Egger's
+        test, printed over the plot.
+    contours : bool
+    title : str, optional
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    fp = _import_forestplot()
-    flagged = set(flagged)
-    level = result.level
+    st = result.studies.dropna(subset=["yi", "vi"])
+    y = st["yi"].to_numpy(float)
+    se = np.sqrt(st["vi"].to_numpy(float))
     ratio = result.measure in io.RATIO_MEASURES
-    rows, arm_heads = _study_rows(result, frame, flagged, level)
-    if subgroups is not None:
-        grouped = []
-        col = subgroups.by
-        values = frame[col].astype(str).to_numpy() if frame is not None else None
-        for g in subgroups.groups():
-            grouped.append({"label": f"{col}: {g}", "kind": "heading", "est": np.nan, "lo": np.nan, "hi": np.nan,
-                            "weight": np.nan, "w": "", "ci": ""})
-            grouped += [r for r, v in zip(rows, values) if v == str(g)]
-            sub = subgroups[g]
-            grouped += [dict(_pooled_rows(sub, label=f"  Subtotal ({sub.method})")[0], kind="subtotal",
-                             w="")]
-        rows = grouped
-    rows.append({"label": "", "kind": "gap", "est": np.nan, "lo": np.nan, "hi": np.nan, "weight": np.nan,
-                 "w": "", "ci": ""})
-    rows += _pooled_rows(result)
-    if common is not None:
-        rows += [dict(r, w="") for r in _pooled_rows(common) if r["kind"] == "pooled"]
-    df = pd.DataFrame(rows)
-    for j in range(len(arm_heads)):
-        df[f"arm{j}"] = df.get(f"arm{j}", "").fillna("") if f"arm{j}" in df else ""
-    null = 1.0 if ratio else 0.0
-    finite = np.concatenate([df.lo.to_numpy(float), df.hi.to_numpy(float), df.est.to_numpy(float)])
-    finite = finite[np.isfinite(finite)]
-    if ratio:
-        finite = finite[finite > 0]
-        lo_x, hi_x = float(min(finite.min(), null)), float(max(finite.max(), null))
-    else:
-        lo_x, hi_x = float(min(finite.min(), null)), float(max(finite.max(), null))
-    # forestplot needs finite numbers on every row: blank rows sit on the null line with no length
-    plot_df = df.copy()
-    for c in ("est", "lo", "hi"):
-        plot_df[c] = plot_df[c].where(np.isfinite(plot_df[c].astype(float)), null)
-    blank = ~df.kind.isin(["study"]) | ~np.isfinite(df.est.astype(float))
-    plot_df.loc[blank, "lo"] = plot_df.loc[blank, "est"]
-    plot_df.loc[blank, "hi"] = plot_df.loc[blank, "est"]
-    n = len(df)
-    height = 1.6 + 0.32 * (n + 1)
-    width = 9.0 if arm_heads else 7.5
-    fig = Figure(figsize=(width, height))
-    ax = fig.add_subplot()
-    # one space per row keeps labels unique for the categorical axis
-    plot_df["label"] = [lab + "\u2009" * i for i, lab in enumerate(plot_df.label)]
-    annote = [f"arm{j}" for j in range(len(arm_heads))]
-    eff = effect_label or _label(result.measure)
-    short = {"Risk ratio": "RR", "Odds ratio": "OR"}.get(eff, "Effect")
-    fp.forestplot(plot_df, estimate="est", ll="lo", hl="hi", varlabel="label",
-                  annote=annote or None, annoteheaders=arm_heads or None, rightannote=["w", "ci"],
-                  right_annoteheaders=["Weight", f"{short} [{level:g}% CI]"], logscale=ratio, ax=ax,
-                  ci_report=False, xlabel=eff, markersize=0, fontsize=_FONT, flush=True, table=False,
-                  xline=null, xlinestyle=":", lw=1.2, linecolor="0.25", variable_header="Study")
-    ypos = {i: n - 1 - i for i in range(n)}
-    wmax = np.nanmax(df.weight.to_numpy(float)) if np.isfinite(df.weight.to_numpy(float)).any() else 1.0
-    for i, r in df.iterrows():
-        y = ypos[i]
-        if r.kind == "study" and np.isfinite(r.est):
-            size = 12 + 160 * (r.weight / wmax)
-            ax.scatter([r.est], [y], marker="s", s=size, color="#1f4e79", zorder=3, linewidths=0)
-        elif r.kind in ("pooled", "subtotal"):
-            color = "#b22222" if r.kind == "pooled" else "#555555"
-            ax.add_patch(Polygon([(r.lo, y), (r.est, y + 0.3), (r.hi, y), (r.est, y - 0.3)], closed=True,
-                                 color=color, zorder=3))
-        elif r.kind == "pi":
-            ax.plot([r.lo, r.hi], [y, y], color="#b22222", lw=2.5, solid_capstyle="butt", zorder=2, alpha=0.55)
-    ax.set_ylim(-0.8, n + 0.4 if arm_heads else n - 0.2)
-    if ratio:
-        ticks = [t for t in _RATIO_TICKS if lo_x / 1.5 <= t <= hi_x * 1.5]
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=_FONT)
-        ax.set_xlim(min(ticks[0], lo_x / 1.1), max(ticks[-1], hi_x * 1.1))
-    else:
-        pad = 0.05 * (hi_x - lo_x or 1)
-        ax.set_xlim(lo_x - pad, hi_x + pad)
-        ax.tick_params(axis="x", labelsize=_FONT)
-    het, overall = _het_text(result)
-    notes = [het, overall]
-    if flagged & set(result.studies.study):
-        notes.append("\u2020 integrity concern (retracted or questioned trial; see the analysis YAML)")
-    # place the notes and the title flush with the study column, just under the x label
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
+    fig = Figure(figsize=(6.8, 4.8), dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(bottom=1.1 / height, top=1 - 0.45 / height)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    left = min(t.get_window_extent(renderer).x0 for t in ax.get_yticklabels() if t.get_text().strip())
-    x0 = fig.transFigure.inverted().transform((left, 0))[0]
-    y0 = fig.transFigure.inverted().transform((0, ax.xaxis.label.get_window_extent(renderer).y0))[1]
-    fig.text(x0, y0 - 0.08 / height, "\n".join(notes), fontsize=_FONT - 0.5, family="monospace",
-             va="top", ha="left")
-    if title:
-        fig.text(x0, 1 - 0.12 / height, title, fontsize=_FONT + 2, va="top", ha="left", weight="bold")
-    return fig
-
-
-def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, title: str | None = None) -> Figure:
-    """Funnel plot: effect against standard error (0 at the top), the pooled
-    estimate, its pseudo 95% confidence funnel, and contour-enhanced regions of
-    significance around the null (p < 0.01, 0.05, 0.10; Peters et al. 2008,
-    J Clin Epidemiol 61:991). ``egger`` (``statistic``, ``pvalue``) is printed."""
-    st = result.studies.dropna(subset=["yi"])
-    se = np.sqrt(st.vi.to_numpy())
-    y = st.yi.to_numpy()
-    ratio = result.measure in io.RATIO_MEASURES
-    fig = Figure(figsize=(6, 5))
     ax = fig.add_subplot()
-    top = max(se.max() * 1.1, 1e-9)
-    grid = np.linspace(0, top, 50)
+    top = float(se.max()) * 1.08 if se.size else 1.0
+    grid = np.array([0.0, top])
+    z95 = stats.norm.isf(0.025)
+    est = result.estimate if np.isfinite(result.estimate) else 0.0
+    center = 0.0 if contours else est
+    half = max(np.abs(y - center).max() if y.size else 0.0, abs(est - center) + z95 * top,
+               (stats.norm.isf(0.005) * top) if contours else 0.0) * 1.05
+    handles = []
     if contours:
-        from matplotlib.patches import Patch
-
-        handles = []
-        for p, shade, name in ((0.10, "0.93", "0.05 < p < 0.10"), (0.05, "0.85", "0.01 < p < 0.05"),
-                               (0.01, "0.75", "p < 0.01")):
+        shades = ((0.10, "0.94", "0.05 \u2264 p < 0.10"), (0.05, "0.87", "0.01 \u2264 p < 0.05"),
+                  (0.01, "0.79", "p < 0.01"))
+        for p, shade, label in shades:
             zc = stats.norm.isf(p / 2)
-            ax.fill_betweenx(grid, -zc * grid, -1e3 * np.ones_like(grid), color=shade, lw=0)
-            ax.fill_betweenx(grid, zc * grid, 1e3 * np.ones_like(grid), color=shade, lw=0)
-            handles.append(Patch(color=shade, label=name))
-        ax.legend(handles=handles, loc="lower right", fontsize=_FONT - 1, frameon=True,
-                  title="significance vs no effect", title_fontsize=_FONT - 1)
-    z = stats.norm.isf(0.025)
-    ax.plot(result.estimate - z * grid, grid, ls="--", color="0.3", lw=0.8)
-    ax.plot(result.estimate + z * grid, grid, ls="--", color="0.3", lw=0.8)
-    ax.axvline(result.estimate, color="#b22222", lw=1)
-    ax.axvline(0, color="0.2", lw=0.6, ls=":")
-    ax.scatter(y, se, color="#1f4e79", s=22, zorder=3)
-    span = max(abs(y).max(), abs(result.estimate) + z * top) * 1.15
-    ax.set_xlim(-span, span) if not ratio else ax.set_xlim(min(y.min(), result.estimate - z * top) - 0.1,
-                                                            max(y.max(), result.estimate + z * top) + 0.1)
+            for sign in (-1, 1):
+                ax.fill_betweenx(grid, sign * zc * grid, sign * 10 * half, color=shade, lw=0, zorder=0)
+            handles.append(Patch(facecolor=shade, edgecolor="0.6", lw=0.5, label=label))
+        handles.append(Patch(facecolor="white", edgecolor="0.6", lw=0.5, label="p \u2265 0.10"))
+    ax.plot(est + np.array([-1, 0, 1]) * z95 * top, [top, 0, top], color="0.3", lw=0.8, ls="--", zorder=1)
+    ax.axvline(est, color=DIAMOND, lw=1.1, zorder=1)
+    ax.axvline(0.0, color="0.2", lw=0.7, ls=":", zorder=1)
+    ax.scatter(y, se, s=26, color=SQUARE, edgecolors="white", linewidths=0.5, zorder=3, gid="funnel-points")
+    handles += [Line2D([], [], color=DIAMOND, lw=1.1, label="pooled estimate"),
+                Line2D([], [], color="0.3", lw=0.8, ls="--", label="pseudo 95% CI"),
+                Line2D([], [], color="0.2", lw=0.7, ls=":", label="no effect")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=FONT - 1,
+              frameon=False, title="Contours: study vs no effect" if contours else None,
+              title_fontsize=FONT - 1, alignment="left")
+    ax.set_xlim(center - half, center + half)
     ax.set_ylim(top, 0)
-    ax.set_ylabel("Standard error", fontsize=_FONT)
-    ax.set_xlabel(("log " if ratio else "") + _label(result.measure).lower()
-                  + " (0 = no effect)", fontsize=_FONT)
-    ax.tick_params(labelsize=_FONT)
-    lines = []
+    ax.set_ylabel("Standard error", fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    if ratio:
+        lo, hi = ax.get_xlim()
+        (_, _), ticks = _xrange([math.exp(lo), math.exp(hi)], 1.0, True)
+        ticks = [t for t in ticks if lo <= math.log(t) <= hi]
+        ax.xaxis.set_major_locator(FixedLocator([math.log(t) for t in ticks]))
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.set_xlabel(f"{_NAMES[result.measure]} (log scale)", fontsize=FONT)
+    elif result.measure == "ZCOR":
+        ax.set_xlabel("Fisher's z", fontsize=FONT)
+    else:
+        ax.set_xlabel(_NAMES[result.measure], fontsize=FONT)
+    nat = _pooled_natural(result)["estimate"]
+    lines = [f"{_model_label(result)}: {_SHORT[result.measure]} = {_num(nat)}, k = {result.k}"]
     if egger:
-        stat = egger.get("statistic", egger.get("zval"))
-        lines.append(f"Egger's test: {'t' if egger.get('df') else 'z'} = {stat:.2f}, p {_p(egger['pvalue'])}")
+        stat = float(egger.get("statistic", np.nan))
+        df = egger.get("df")
+        kind, dft = ("t", f" (df = {df:g})") if df else ("z", "")
+        lines.append(f"Egger's test: {kind} = {stat:.2f}{dft}, p {_p(float(egger.get('pvalue', np.nan)))}")
     if result.k < 10:
-        lines.append(f"k = {result.k} < 10: funnel asymmetry tests have low power (Cochrane Handbook 13.3.5.4)")
-    if lines:
-        ax.set_title("\n".join(lines), fontsize=_FONT - 0.5, loc="left")
+        lines.append(f"k = {result.k} < 10: funnel asymmetry tests have little power")
+    ax.set_title("\n".join(lines), fontsize=FONT - 0.5, loc="left", linespacing=1.35)
     if title:
-        fig.suptitle(title, fontsize=_FONT + 1, x=0.01, ha="left")
+        fig.suptitle(title, fontsize=FONT + 1.5, x=0.02, ha="left", fontweight="bold", parse_math=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
     fig.tight_layout()
     return fig
 
 
+# ----------------------------------------------------------------------------- diagnostics
+
+
+def _new_figure(w, h):
+    fig = Figure(figsize=(w, h), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _finish(fig, title):
+    if title:
+        fig.suptitle(title, fontsize=FONT + 1.5, x=0.02, ha="left", fontweight="bold", parse_math=False)
+    for ax in fig.axes:
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.tick_params(labelsize=FONT)
+    fig.tight_layout()
+    return fig
+
+
+def not_applicable_figure(reason: str, title: str | None = None) -> Figure:
+    """A small figure that says why a plot could not be drawn (e.g. k = 1), so
+    every declared output exists and the reader is told why it is empty."""
+    fig = _new_figure(6.0, 1.6)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.0, 0.5, f"Not drawn: {reason}", fontsize=FONT, va="center", ha="left", wrap=True)
+    if title:
+        fig.suptitle(title, fontsize=FONT + 1.5, x=0.02, ha="left", fontweight="bold", parse_math=False)
+    return fig
+
+
+def _set_effect_axis(ax, measure, axis="x"):
+    """Ratio measures on the log scale with ticks labelled as ratios."""
+    if measure not in io.RATIO_MEASURES:
+        label = "Fisher's z" if measure == "ZCOR" else _NAMES[measure]
+        (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label, fontsize=FONT)
+        return
+    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    (_, _), ticks = _xrange([math.exp(lo), math.exp(hi)], 1.0, True)
+    ticks = [t for t in ticks if lo <= math.log(t) <= hi]
+    if len(ticks) < 3:  # a narrow range: evenly spaced round ratios instead
+        ticks = [t for t in MaxNLocator(nbins=5).tick_values(math.exp(lo), math.exp(hi))
+                 if t > 0 and lo <= math.log(t) <= hi]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator([math.log(t) for t in ticks]))
+    (ax.set_xticklabels if axis == "x" else ax.set_yticklabels)([f"{t:g}" for t in ticks])
+    (ax.set_xlabel if axis == "x" else ax.set_ylabel)(f"{_NAMES[measure]} (log scale)", fontsize=FONT)
+
+
+def _interval_panel(ax, labels, est, lo, hi, full, measure, heading):
+    n = len(labels)
+    yy = np.arange(n)[::-1].astype(float)
+    ax.hlines(yy, lo, hi, color=LINE, lw=1.0)
+    ax.scatter(est, yy, marker="s", s=22, color=SQUARE, zorder=3)
+    ax.axvline(full.estimate, color=DIAMOND, lw=1.0, label="all studies")
+    ax.axvspan(full.ci_lower, full.ci_upper, color=DIAMOND, alpha=0.10, lw=0)
+    null = 0.0
+    ax.axvline(null, color="0.2", lw=0.7, ls=":")
+    ax.set_yticks(yy)
+    ax.set_yticklabels(labels, fontsize=FONT)
+    ax.set_ylim(-0.7, n - 0.3)
+    finite = np.concatenate([np.asarray(lo, float), np.asarray(hi, float), [null, full.ci_lower, full.ci_upper]])
+    finite = finite[np.isfinite(finite)]
+    pad = 0.06 * (finite.max() - finite.min() or 1.0)
+    ax.set_xlim(finite.min() - pad, finite.max() + pad)
+    _set_effect_axis(ax, measure)
+    ax.set_title(heading, fontsize=FONT, loc="left")
+
+
+def leave_one_out_plot(result, loo: pd.DataFrame, cumulative: pd.DataFrame | None = None,
+                       title: str | None = None) -> Figure:
+    """Leave-one-out estimates (each study omitted in turn) and, when given, the
+    cumulative meta-analysis by year, against the estimate of all studies
+    (line, with its CI shaded), as metafor's ``forest(leave1out())`` and
+    ``forest(cumul())``. Ratio measures on the log scale."""
+    panels = [("Leave one out: omitting", loo, "omitted")]
+    if cumulative is not None and len(cumulative):
+        panels.append(("Cumulative by year: adding", cumulative, "added"))
+    n = max(len(p[1]) for p in panels)
+    fig = _new_figure(4.6 * len(panels) + 1.2, 1.3 + ROW * 1.6 * n)
+    for j, (heading, df, col) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), j + 1)
+        _interval_panel(ax, [str(x) for x in df[col]], df["estimate"].to_numpy(float),
+                        df["ci_lower"].to_numpy(float), df["ci_upper"].to_numpy(float), result, result.measure,
+                        heading)
+    return _finish(fig, title)
+
+
+def influence_plot(infl: pd.DataFrame, title: str | None = None) -> Figure:
+    """Influence measures per study, as metafor's ``plot(influence())``:
+    externally standardised residuals, DFFITS, Cook's distance, covariance
+    ratio, hat values and weights, with metafor's cut-offs dashed and
+    influential studies (by its criteria) in red."""
+    k = len(infl)
+    panels = (("rstudent", "Studentized residual", (-1.96, 1.96)), ("dffits", "DFFITS", None),
+              ("cook_d", "Cook's distance", None), ("cov_r", "Covariance ratio", (1.0,)),
+              ("hat", "Hat value", None), ("weight", "Weight (%)", None))
+    fig = _new_figure(9.0, 5.6 + 0.06 * max(len(str(s)) for s in infl["study"]))
+    x = np.arange(1, k + 1)
+    flag = infl["influential"].to_numpy(bool)
+    for j, (col, name, refs) in enumerate(panels):
+        ax = fig.add_subplot(2, 3, j + 1)
+        y = infl[col].to_numpy(float)
+        ax.plot(x, y, color="0.6", lw=0.7, zorder=1)
+        ax.scatter(x[~flag], y[~flag], s=18, color=SQUARE, zorder=3)
+        ax.scatter(x[flag], y[flag], s=24, color=DIAMOND, zorder=4)
+        if col == "dffits":
+            refs = (3 * math.sqrt(1 / max(k - 1, 1)),)
+        elif col == "hat":
+            refs = (3 / k,)
+        for r in refs or ():
+            ax.axhline(r, color="0.4", lw=0.7, ls="--")
+        ax.set_title(name, fontsize=FONT, loc="left")
+        ax.set_xticks(x)
+        ax.set_xlim(0.5, k + 0.5)
+        if j >= 3:
+            ax.set_xticklabels([str(s) for s in infl["study"]], rotation=60, ha="right", fontsize=FONT - 1)
+        else:
+            ax.set_xticklabels([])
+    return _finish(fig, title)
+
+
+def baujat_plot(bj: pd.DataFrame, title: str | None = None) -> Figure:
+    """Baujat plot (Baujat et al. 2002, Stat Med 21:2641): each study's
+    contribution to Cochran's Q (x) against its influence on the pooled
+    result (y), as metafor's ``baujat()``; studies far right or high are the
+    ones that drive heterogeneity or the estimate."""
+    fig = _new_figure(6.4, 4.8)
+    ax = fig.add_subplot()
+    x, y = bj["x"].to_numpy(float), bj["y"].to_numpy(float)
+    ax.scatter(x, y, s=24, color=SQUARE, zorder=3)
+    for xi, yi, lab in zip(x, y, bj["study"].astype(str)):
+        ax.annotate(lab, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=FONT - 1)
+    ax.set_xlabel("Contribution to overall heterogeneity (Q)", fontsize=FONT)
+    ax.set_ylabel("Influence on overall result", fontsize=FONT)
+    ax.margins(0.15)
+    return _finish(fig, title)
+
+
+def bubble_plot(yi, vi, x, fit, *, moderator: str, measure: str, labels=None,
+                title: str | None = None) -> Figure:
+    """Bubble plot of a meta-regression on one numeric moderator, as metafor's
+    ``regplot()``: studies as circles with area proportional to their weight in
+    the fitted model (``1 / (v_i + tau²)``), the fitted line and its confidence
+    band. Ratio measures are drawn on the log scale."""
+    yi, vi, x = (np.asarray(a, float) for a in (yi, vi, x))
+    coefs = fit.coefficients
+    b0, b1 = coefs["estimate"].to_numpy(float)[:2]
+    V = np.asarray(fit.vcov, float)[:2, :2]
+    grid = np.linspace(x.min(), x.max(), 101)
+    G = np.column_stack([np.ones_like(grid), grid])
+    pred = G @ np.array([b0, b1])
+    se = np.sqrt(np.einsum("ij,jk,ik->i", G, V, G))
+    crit = stats.t.isf((1 - fit.level / 100) / 2, fit.df) if fit.test == "knha" else stats.norm.isf(
+        (1 - fit.level / 100) / 2)
+    w = 1 / (vi + fit.tau2)
+    size = 600 * w / w.max()
+    fig = _new_figure(6.4, 4.6)
+    ax = fig.add_subplot()
+    ax.fill_between(grid, pred - crit * se, pred + crit * se, color=DIAMOND, alpha=0.12, lw=0)
+    ax.plot(grid, pred, color=DIAMOND, lw=1.2)
+    ax.scatter(x, yi, s=size, facecolors="none", edgecolors=SQUARE, linewidths=1.0, zorder=3)
+    ax.axhline(0.0, color="0.2", lw=0.7, ls=":")
+    if labels is not None:
+        for xi, yv, lab in zip(x, yi, labels):
+            ax.annotate(str(lab), (xi, yv), xytext=(5, 4), textcoords="offset points", fontsize=FONT - 2)
+    ax.set_xlabel(moderator, fontsize=FONT)
+    ax.margins(0.08)
+    _set_effect_axis(ax, measure, axis="y")
+    p = fit.coefficients["pvalue"].to_numpy(float)[1]
+    kind = "t" if fit.test == "knha" else "z"
+    ax.set_title(f"slope {b1:.4g} per unit ({fit.level:g}% band, {kind} test p {_p(p)}); k = {fit.k}, "
+                 f"residual \u03c4\u00b2 = {fit.tau2:.4g}", fontsize=FONT - 0.5, loc="left")
+    return _finish(fig, title)
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+_META = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None},
+}
+
+
 def save_figure(fig: Figure, stem, formats=("png", "svg", "pdf")) -> list[Path]:
-    """Write ``stem.<format>`` files byte-identical across runs: no dates or
-    software strings in the metadata, a fixed SVG hash salt, fixed resolution."""
+    """Write ``stem.<format>`` for each format, byte-identical across runs.
+
+    No dates or software names in the metadata, a fixed SVG hash salt and
+    fixed resolution (150 dpi); rendered through the Agg, SVG and PDF
+    canvases directly, whatever backend pyplot uses.
+
+    Returns
+    -------
+    list of Path
+        The files written, in the order of ``formats``.
+    """
+    import matplotlib
+
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
-            "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None}}
     out = []
-    with matplotlib.rc_context({"svg.hashsalt": "metarepro", "svg.fonttype": "path", "pdf.compression": 6}):
+    rc = {"svg.hashsalt": "metarepro", "svg.fonttype": "path", "pdf.fonttype": 42}
+    with matplotlib.rc_context(rc):
         for ext in formats:
-            path = stem.with_suffix(f".{ext}")
-            fig.savefig(path, format=ext, dpi=150, metadata=meta[ext], bbox_inches="tight",
-                        facecolor="white")
+            if ext not in _META:
+                raise ValueError(f"unknown figure format '{ext}' (choose png, svg or pdf)")
+            path = stem.parent / f"{stem.name}.{ext}"
+            fig.savefig(path, format=ext, dpi=DPI, metadata=_META[ext], facecolor="white")
             out.append(path)
     return out
