@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
 from .pooling import FIELDS, PoolResult, pool
@@ -25,7 +26,7 @@ REPRODUCTION_COLUMNS = ("analysis", "claim", "outcome", "target", "published_est
                         "published_ci_upper", "published_method", "reproduced_estimate", "reproduced_ci_lower",
                         "reproduced_ci_upper", "method", "k_used", "k_published", "verdict", "reason",
                         "modern_estimate", "modern_ci_lower", "modern_ci_upper", "modern_pi_lower",
-                        "modern_pi_upper", "source")
+                        "modern_pi_upper", "likely_method", "source")
 
 
 def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> pd.DataFrame:
@@ -40,11 +41,59 @@ def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> 
         lines = [ln for ln, k in zip(rows.attrs["lines"], keep) if k]
         rows = rows[keep].reset_index(drop=True)
         rows.attrs.update(source=an.csv_path, lines=lines, first_line=None)
+    rows = _shared_controls(rows)
     if "comparison" in rows.columns and rows["study"].duplicated().any():
         attrs = dict(rows.attrs)
         rows = rows.assign(study=rows["study"] + " (" + rows["comparison"] + ")")
         rows.attrs.update(attrs)
     return rows
+
+
+def _shared_controls(rows: pd.DataFrame) -> pd.DataFrame:
+    """Comparisons of one trial that share a control arm (same ``study`` and
+    ``arm_c``) are never pooled as if independent (Cochrane Handbook 23.3.4).
+
+    With per-arm data (2x2 counts, or mean/SD/n) the shared arm is split evenly
+    among the comparisons (:func:`~metarepro.diagnostics.split_shared_control`).
+    Generic effects (``yi,vi`` or an estimate with its CI) cannot be split, and
+    their correlation cannot be modelled without the arm's own variance, so
+    the Handbook's other option is taken: the first comparison listed is kept
+    and the others are excluded. Either way ``attrs["arm_corrections"]`` and
+    ``attrs["arm_excluded"]`` say what was done, and the reports list it.
+    """
+    from .diagnostics import split_shared_control
+
+    rows.attrs.setdefault("arm_corrections", [])
+    rows.attrs.setdefault("arm_excluded", [])
+    if "arm_c" not in rows.columns or rows.empty:
+        return rows
+    arm = rows["arm_c"].astype(str).str.strip()
+    key = rows["study"].astype(str) + "\x00" + arm
+    shared = (arm != "") & key.duplicated(keep=False)
+    if not shared.any():
+        return rows
+    attrs = dict(rows.attrs)
+    cols = set(rows.columns)
+    if set(io.BINARY) <= cols or set(io.CONTINUOUS) <= cols:
+        out, notes = split_shared_control(rows, relabel=True)
+        out.attrs.update(attrs)
+        out.attrs["arm_corrections"] = [{"study": n.get("label", n["study"]), "action": n["action"]}
+                                        for n in notes]
+        return out
+    drop = (shared & key.duplicated(keep="first")).to_numpy()
+    excluded = []
+    for i in np.flatnonzero(drop):
+        first = rows.index[(key == key.iloc[i]).to_numpy()][0]
+        what = rows.at[i, "comparison"] if "comparison" in cols else f"row {attrs['lines'][i]}"
+        kept = rows.at[first, "comparison"] if "comparison" in cols else f"row {attrs['lines'][first]}"
+        excluded.append({"study": f"{rows.at[i, 'study']} ({what})",
+                         "reason": f"shares control arm '{arm.iloc[i]}' with comparison {kept}; generic effects "
+                                   "cannot be split, so only the first comparison is pooled "
+                                   "(Cochrane Handbook 23.3.4)"})
+    out = rows[~drop].reset_index(drop=True)
+    out.attrs.update(attrs, lines=[ln for ln, d in zip(attrs["lines"], drop) if not d],
+                     arm_excluded=excluded)
+    return out
 
 
 def applicable_methods(frame: pd.DataFrame, measure: str) -> list[str]:
@@ -121,7 +170,8 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
               "h2": d["h2"], "h2_ci_lower": d["h2_ci_lower"], "h2_ci_upper": d["h2_ci_upper"],
               "pi_lower": d["pi_lower"], "pi_upper": d["pi_upper"], **main.natural(),
               "estimators": [{k: _jsonable(v) for k, v in r.items()} for r in rows],
-              "corrections": main.corrections, "excluded": main.excluded,
+              "corrections": frame.attrs["arm_corrections"] + main.corrections,
+              "excluded": frame.attrs["arm_excluded"] + main.excluded,
               "missing_trials": missing, "integrity_flags": [
                   {"study": s, "flag": f} for s, f in an.flagged().items()], "warnings": main.warnings}
     nat = main.natural()
@@ -154,11 +204,11 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
                      f"{_fmt(r['tau2_ci_upper'], 4)} | {_fmt(r['i2'], 1)} | {_fmt(est)} | {_fmt(lo)}–{_fmt(hi)} "
                      f"| {_fmt(plo)}–{_fmt(phi)} |")
     lines += ["", "## Corrected and excluded studies", ""]
-    if not (main.corrections or main.excluded):
+    if not (report["corrections"] or report["excluded"]):
         lines.append("None: every study entered as extracted.")
-    for c in main.corrections:
+    for c in report["corrections"]:
         lines.append(f"- corrected: {c['study']}: {c['action']}")
-    for c in main.excluded:
+    for c in report["excluded"]:
         lines.append(f"- excluded: {c['study']}: {c['reason']}")
     if an.flagged():
         lines += ["", "## Integrity flags", ""]
@@ -175,21 +225,92 @@ def _jsonable(v):
     return v
 
 
+def _target_frame(an: Analysis, t: dict) -> tuple[pd.DataFrame, str]:
+    """The rows a target was pooled from, and its measure."""
+    outcome = t["outcome"]
+    measure = t.get("measure") or an.measure_of(outcome)
+    if measure not in io.MEASURES:
+        measure = an.measure_of(outcome)
+    frame = outcome_frame(an, outcome, t.get("comparison")) if len(an.table) else pd.DataFrame()
+    return frame, measure
+
+
+def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
+    """Method forensics for every published target that has per-trial data:
+    every pooling method × tau² estimator × test × zero-cell convention
+    (:func:`~metarepro.diagnostics.method_forensics`), compared with the
+    printed numbers at their printed precision. One block of rows per target,
+    best match first; empty when no target has data."""
+    from .diagnostics import method_forensics
+    from .reproduce import decimals_of
+
+    parts = []
+    for t in an.spec["targets"]:
+        if t.get("trial_set") == "other" or t.get("estimate") is None:
+            continue
+        frame, measure = _target_frame(an, t)
+        if frame.empty:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MetareproWarning)
+            try:
+                f = method_forensics(frame, measure, t["estimate"], t.get("ci_lower"), t.get("ci_upper"),
+                                     decimals=decimals_of(t), level=level)
+            except InputError:
+                continue
+        na = (f["zero_cells"] == "not applicable").to_numpy()
+        for c in ("add", "to", "drop00"):
+            f[c] = f[c].astype(object).where(~na, None)
+        f.insert(0, "target", t["label"])
+        f.insert(1, "outcome", t["outcome"])
+        f.insert(0, "analysis", an.name)
+        parts.append(f)
+    cols = ["analysis", "target", "outcome", "method", "test", "zero_cells", "add", "to", "drop00", "k", "estimate",
+            "ci_lower", "ci_upper", "tau2", "i2", "matches_estimate", "matches_ci", "max_abs_diff"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> str | None:
+    """In words: which combinations reproduce a target (estimate and CI at the
+    printed precision), or that none does and which came closest."""
+    f = forensics[(forensics["target"] == target_label) & (forensics["outcome"] == outcome)]
+    if f.empty:
+        return None
+
+    def methods(rows):
+        return ", ".join(dict.fromkeys(f"{r['method']} ({r['test']})" for _, r in rows.iterrows()))
+
+    def conventions(rows):
+        used = list(dict.fromkeys(rows["zero_cells"]))
+        every = list(dict.fromkeys(f["zero_cells"]))
+        if used == ["not applicable"] or sorted(used) == sorted(every):
+            return ""
+        return "; only with zero-cell convention(s): " + ", ".join(used)
+
+    best = f.iloc[0]
+    closest = (f"{best['method']} ({best['test']}) gives {best['estimate']:.3f} ({best['ci_lower']:.3f} to "
+               f"{best['ci_upper']:.3f})")
+    both = f[f["matches_estimate"] & f["matches_ci"]]
+    if len(both):
+        return f"reproduced by {len(both)} of {len(f)} combinations: {methods(both)}{conventions(both)}"
+    est = f[f["matches_estimate"]]
+    if len(est):
+        return (f"no combination of {len(f)} reproduces estimate and CI; the estimate alone matches with "
+                f"{methods(est)}{conventions(est)}; closest: {closest}")
+    return (f"none of {len(f)} combinations reproduces the printed numbers; closest: {closest}, largest "
+            f"difference {best['max_abs_diff']:.3f}")
+
+
 def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, level: float = 95,
-                      modern=("REML", "knha")) -> list[dict]:
-    """One row per published target: published vs re-pooled numbers and the verdict."""
+                      modern=("REML", "knha"), forensics: pd.DataFrame | None = None) -> list[dict]:
+    """One row per published target: published vs re-pooled numbers and the verdict
+    (and, given :func:`forensics_table`, the likely method behind the published number)."""
     out = []
     for t in an.spec["targets"]:
         outcome = t["outcome"]
-        measure = t.get("measure") or an.measure_of(outcome)
-        if measure not in io.MEASURES:
-            measure = an.measure_of(outcome)
+        frame, measure = _target_frame(an, t)
         ratio = measure in io.RATIO_MEASURES
         method, how = published_method(t)
-        comparison = t.get("comparison")
-        frame = outcome_frame(an, outcome, comparison) if len(an.table) else pd.DataFrame()
-        if frame.empty:
-            frame = pd.DataFrame()
         listed = [x for x in an.spec.get("trials") or []
                   if not x.get("outcomes") or outcome in x["outcomes"]]
         missing = [f"{x['study']} ({x.get('reason')})" for x in listed if x["status"] == "missing"]
@@ -204,7 +325,9 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
                "reproduced_estimate": None, "reproduced_ci_lower": None, "reproduced_ci_upper": None,
                "method": None, "k_used": 0, "k_published": k_pub,
                "modern_estimate": None, "modern_ci_lower": None, "modern_ci_upper": None,
-               "modern_pi_lower": None, "modern_pi_upper": None, "source": t["source"]}
+               "modern_pi_lower": None, "modern_pi_upper": None,
+               "likely_method": None if forensics is None else likely_method(forensics, t["label"], t["outcome"]),
+               "source": t["source"]}
         if t.get("trial_set") == "other":
             rec.update(verdict="not_reproducible",
                        reason="this meta-analysis pooled a different set of trials whose per-trial numbers are "
@@ -240,9 +363,13 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
                 j = judge(t, ours, ratio=ratio, k_used=res.k, k_published=k_pub, missing=missing,
                           tolerance=tolerance)
                 v = (j.verdict, f"{j.reason}; method: {how}")
-                if res.excluded:
+                excluded = frame.attrs.get("arm_excluded", []) + res.excluded
+                if excluded:
                     v = (v[0], v[1] + "; excluded: " + "; ".join(f"{e['study']} ({e['reason']})"
-                                                                  for e in res.excluded))
+                                                                  for e in excluded))
+                if frame.attrs.get("arm_corrections"):
+                    v = (v[0], v[1] + "; " + "; ".join(f"{c['study']}: {c['action']}"
+                                                       for c in frame.attrs["arm_corrections"]))
             rec.update(verdict=v[0], reason=v[1])
         else:
             j = judge(t, {}, ratio=ratio, k_used=0, k_published=k_pub, missing=missing)
@@ -289,9 +416,6 @@ def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
                                 level=level, by=col)
     egger = None
     if res.k >= 3:
-        from .bias import egger_test
-
-        st = res.studies.dropna(subset=["yi"])
-        egger = egger_test(st["yi"].to_numpy(), st["vi"].to_numpy(), model="lm").to_dict()
+        egger = egger_test(res, model="lm").to_dict()
     label = f"{an.spec['title']}: {outcome.replace('_', ' ')}"
     return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label)

@@ -7,6 +7,7 @@ re-run can finish) without importing the statistics stack.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import yaml
@@ -36,3 +37,14 @@ def outcomes_with_data(csv_path: str | Path, yaml_path: str | Path) -> list[str]
     except Exception:  # noqa: BLE001
         return names
     return [n for n in names if n in seen]
+
+
+def moderators(yaml_path: str | Path) -> list[str]:
+    """Moderators the YAML names (one bubble plot each); names that could not be
+    file names are left to the schema check of the rule that reads the YAML."""
+    try:
+        spec = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8-sig"))
+        names = spec.get("moderators") or []
+    except Exception:  # noqa: BLE001 - reported by the rule
+        return []
+    return [m for m in names if isinstance(m, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", m)]

@@ -149,6 +149,10 @@ def reproduction_markdown(table: pd.DataFrame, tolerance: float = DEFAULT_TOLERA
         lines.append("")
         for _, r in sub.iterrows():
             lines.append(f"- *{r.target}* ({r.outcome}): {r.reason}")
+            lm = r.get("likely_method")
+            if isinstance(lm, str) and lm:
+                lines.append(f"  - Method forensics (every method × tau² estimator × test × zero-cell "
+                             f"convention, `forensics.csv`): {lm}")
         lines.append("")
     return "\n".join(lines)
 

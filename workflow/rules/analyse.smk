@@ -13,11 +13,14 @@ for _analysis in ANALYSES:
             **analysis_outputs(_analysis),
         params:
             outcomes=outcomes(_analysis),
+            moderators=analysis_moderators(_analysis),
             tests=config["tests"],
             level=config["level"],
             modern=config["modern"],
             common_method=config["common_method"],
             tolerance=config["tolerance"],
+            permutations=config["permutations"],
+            seed=config["seed"],
         log:
             f"logs/analyse/{_analysis}.log",
         conda:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from metarepro.plan import discover, outcomes_with_data
+from metarepro.plan import discover, moderators, outcomes_with_data
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -12,6 +12,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 EXTRACTED = Path(config["extracted_dir"])
 ANALYSES = config["analyses"] or discover(EXTRACTED)
 FIGURES = ("forest", "funnel")
+# Diagnostic figures, PNG only (one per outcome; bubble plots one per moderator).
+DIAGNOSTIC_FIGURES = ("sensitivity", "influence", "baujat")
 CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
 FORMATS = ("png", "svg", "pdf")
 
@@ -29,15 +31,20 @@ def outcomes(analysis):
     return outcomes_with_data(EXTRACTED / f"{analysis}.csv", EXTRACTED / f"{analysis}.yaml")
 
 
-def _figure(analysis, outcome, kind, ext):
+def analysis_moderators(analysis):
+    return moderators(EXTRACTED / f"{analysis}.yaml")
+
+
+def _figure(analysis, outcome, kind, ext, caption=None):
     path = f"results/{analysis}/{outcome}/{kind}.{ext}"
     if ext != "png":
         return path
+    caption = caption or kind
     return report(
         path,
-        caption=str(CAPTIONS / f"{kind}.rst"),
-        category=f"{kind.capitalize()} plots",
-        labels={"analysis": analysis, "outcome": outcome},
+        caption=str(CAPTIONS / f"{caption}.rst"),
+        category=f"{caption.capitalize()} plots",
+        labels={"analysis": analysis, "outcome": outcome, "figure": kind},
     )
 
 
@@ -46,6 +53,7 @@ def analysis_outputs(analysis):
     out = {
         "pooled": f"results/{analysis}/pooled.csv",
         "reproduction": f"results/{analysis}/reproduction.csv",
+        "forensics": f"results/{analysis}/forensics.csv",
     }
     for o in outcomes(analysis):
         out[f"{o}__heterogeneity_json"] = f"results/{analysis}/{o}/heterogeneity.json"
@@ -58,6 +66,17 @@ def analysis_outputs(analysis):
         for kind in FIGURES:
             for ext in FORMATS:
                 out[f"{o}__{kind}_{ext}"] = _figure(analysis, o, kind, ext)
+        out[f"{o}__robustness_json"] = f"results/{analysis}/{o}/robustness.json"
+        out[f"{o}__robustness_md"] = report(
+            f"results/{analysis}/{o}/robustness.md",
+            caption=str(CAPTIONS / "robustness.rst"),
+            category="Robustness",
+            labels={"analysis": analysis, "outcome": o},
+        )
+        for kind in DIAGNOSTIC_FIGURES:
+            out[f"{o}__{kind}_png"] = _figure(analysis, o, kind, "png")
+        for m in analysis_moderators(analysis):
+            out[f"{o}__bubble_{m}_png"] = _figure(analysis, o, f"bubble_{m}", "png", caption="bubble")
     return out
 
 

@@ -1,38 +1,79 @@
-"""Everything of one analysis: pooled table, verdicts, and per outcome the
-heterogeneity report (JSON + Markdown) and forest and funnel plots (PNG, SVG, PDF)."""
+"""Everything of one analysis: pooled table, method forensics, verdicts, and per
+outcome the heterogeneity and robustness reports (JSON + Markdown), forest and
+funnel plots (PNG, SVG, PDF) and the diagnostic plots (PNG)."""
 
 from pathlib import Path
 
 import pandas as pd
 
+from metarepro import figures
 from metarepro.analysis import (
     REPRODUCTION_COLUMNS,
     dumps,
     figure_inputs,
+    forensics_table,
     heterogeneity,
     pooled_table,
     reproduction_rows,
 )
 from metarepro.extracted import load_analysis
-from metarepro.figures import forest_plot, funnel_plot, save_figure
+from metarepro.robustness import robustness
 from metarepro.scripting import guarded, write_csv, write_text
 
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
+out = sm.output
+
+
+def stem(key):
+    return Path(out[key]).with_suffix("")
+
+
+def png(fig, key):
+    figures.save_figure(fig, stem(key), formats=("png",))
+
+
 with guarded(sm.log[0]) as log:
     an = load_analysis(sm.input.get("table", "__no_per_trial_data__.csv"), sm.input.spec)
-    write_csv(pooled_table(an, tests=tuple(p.tests), level=p.level), sm.output.pooled)
+    write_csv(pooled_table(an, tests=tuple(p.tests), level=p.level), out.pooled)
+    forensics = forensics_table(an, level=p.level)
+    write_csv(forensics, out.forensics)
     rows = reproduction_rows(an, tolerance=p.tolerance, level=p.level,
-                             modern=(p.modern["method"], p.modern["test"]))
-    write_csv(pd.DataFrame(rows, columns=list(REPRODUCTION_COLUMNS)), sm.output.reproduction)
-    for outcome in p.outcomes:
-        report, md = heterogeneity(an, outcome, method=p.modern["method"], test=p.modern["test"], level=p.level)
-        write_text(sm.output[f"{outcome}__heterogeneity_json"], dumps(report))
-        write_text(sm.output[f"{outcome}__heterogeneity_md"], md)
-        fig_in = figure_inputs(an, outcome, modern=p.modern, level=p.level, common_method=p.common_method)
-        forest = forest_plot(fig_in.result, fig_in.frame, common=fig_in.common, flagged=fig_in.flagged,
-                             subgroups=fig_in.subgroups, title=fig_in.title)
-        save_figure(forest, Path(sm.output[f"{outcome}__forest_png"]).with_suffix(""))
-        save_figure(funnel_plot(fig_in.result, egger=fig_in.egger, title=fig_in.title),
-                    Path(sm.output[f"{outcome}__funnel_png"]).with_suffix(""))
-        log.info("%s / %s: k = %d", an.name, outcome, fig_in.result.k)
+                             modern=(p.modern["method"], p.modern["test"]), forensics=forensics)
+    write_csv(pd.DataFrame(rows, columns=list(REPRODUCTION_COLUMNS)), out.reproduction)
+    for o in p.outcomes:
+        report, md = heterogeneity(an, o, method=p.modern["method"], test=p.modern["test"], level=p.level)
+        write_text(out[f"{o}__heterogeneity_json"], dumps(report))
+        write_text(out[f"{o}__heterogeneity_md"], md)
+        fi = figure_inputs(an, o, modern=p.modern, level=p.level, common_method=p.common_method)
+        figures.save_figure(figures.forest_plot(fi.result, fi.frame, common=fi.common, flagged=fi.flagged,
+                                                subgroups=fi.subgroups, title=fi.title), stem(f"{o}__forest_png"))
+        figures.save_figure(figures.funnel_plot(fi.result, egger=fi.egger, title=fi.title),
+                            stem(f"{o}__funnel_png"))
+
+        rb = robustness(an, o, method=p.modern["method"], test=p.modern["test"], level=p.level,
+                        permutations=p.permutations, seed=p.seed)
+        write_text(out[f"{o}__robustness_json"], dumps(rb.report))
+        write_text(out[f"{o}__robustness_md"], rb.markdown)
+        k = rb.result.k
+        png(figures.leave_one_out_plot(rb.result, rb.leave_one_out, rb.cumulative, title=fi.title)
+            if rb.leave_one_out is not None else
+            figures.not_applicable_figure(f"k = {k}; leave-one-out needs at least 2 trials", fi.title),
+            f"{o}__sensitivity_png")
+        png(figures.influence_plot(rb.influence, title=fi.title) if rb.influence is not None else
+            figures.not_applicable_figure(f"k = {k}; influence diagnostics need at least 3 trials", fi.title),
+            f"{o}__influence_png")
+        png(figures.baujat_plot(rb.baujat, title=fi.title) if rb.baujat is not None else
+            figures.not_applicable_figure(f"k = {k}; a Baujat plot needs at least 2 trials", fi.title),
+            f"{o}__baujat_png")
+        sections = {s["moderator"]: s for s in rb.report["meta_regression"]}
+        for m in p.moderators:
+            fit = rb.regressions.get(m)
+            if fit is None:
+                why = "; ".join(sections.get(m, {}).get("not_computed", ["no fit"]))
+                fig = figures.not_applicable_figure(why, fi.title)
+            else:
+                fig = figures.bubble_plot(fit["yi"], fit["vi"], fit["x"], fit["fit"], moderator=m,
+                                          measure=rb.result.measure, labels=fit["study"], title=fi.title)
+            png(fig, f"{o}__bubble_{m}_png")
+        log.info("%s / %s: k = %d", an.name, o, k)

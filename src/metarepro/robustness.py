@@ -1,0 +1,425 @@
+"""Why a pooled estimate does or does not hold: the robustness report of one outcome.
+
+Pure functions from an :class:`~metarepro.extracted.Analysis` to a JSON-ready
+dict, a Markdown report and the tables the figures draw. The statistics are
+:mod:`metarepro.diagnostics` and :mod:`metarepro.metareg` (each checked against
+metafor); this module only decides what applies to an outcome, runs it and
+writes it down, with the reason whenever something cannot be computed.
+
+Sections
+--------
+1. integrity sensitivity: the analysis without retracted trials, without
+   retracted or questioned trials, and without trials judged at high risk of
+   bias, beside the full analysis;
+2. subgroups (a column the YAML names with ``subgroup``): per-subgroup pooled
+   estimates, RevMan's Q between subgroups and metafor's QM;
+3. meta-regression on every moderator the YAML names (REML by default, Wald z
+   and Knapp-Hartung tests, permutation test as metafor's ``permutest``);
+4. small-study effects: Egger's test (classic weighted regression and
+   metafor's ``regtest`` mixed-model form), Begg's rank correlation,
+   trim-and-fill (L0 and R0), with the Cochrane Handbook caution below ten studies;
+5. influence: leave-one-out, ``influence()`` measures, Baujat, cumulative by year;
+6. multi-arm trials: what was done with shared control arms.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import diagnostics as dg
+from . import io
+from .errors import InputError, MetareproWarning
+from .extracted import Analysis
+from .metareg import meta_regression, permutation_test
+from .pooling import pool
+
+__all__ = ["Robustness", "robustness"]
+
+
+@dataclass
+class Robustness:
+    """Everything of one outcome's robustness report.
+
+    ``report`` is JSON-ready, ``markdown`` the text; the frames feed the figures
+    (``None`` where the section does not apply, with the reason in ``report``).
+    """
+
+    report: dict
+    markdown: str
+    result: object
+    leave_one_out: pd.DataFrame | None = None
+    cumulative: pd.DataFrame | None = None
+    influence: pd.DataFrame | None = None
+    baujat: pd.DataFrame | None = None
+    regressions: dict = field(default_factory=dict)
+
+
+def _quiet(fn, *a, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetareproWarning)
+        return fn(*a, **kw)
+
+
+def _clean(v):
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return v if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
+
+
+def _f(x, d=3):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "NA"
+    return f"{x:.{d}f}"
+
+
+def _p(p):
+    if p is None or not math.isfinite(p):
+        return "NA"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _attempt(section: dict, fn, *a, **kw):
+    """Run one diagnostic; an input it cannot handle is written down, not raised."""
+    try:
+        return _quiet(fn, *a, **kw)
+    except InputError as err:
+        section.setdefault("not_computed", []).append(f"{getattr(fn, '__name__', fn)}: {err.message}")
+        return None
+
+
+def _natural(res) -> tuple[float, float, float]:
+    nat = res.natural()
+    if nat:
+        return nat["estimate_natural"], nat["ci_lower_natural"], nat["ci_upper_natural"]
+    return res.estimate, res.ci_lower, res.ci_upper
+
+
+def _matches(label: str, names) -> bool:
+    """A study label of the pooled table is one of ``names`` (multi-arm rows carry
+    their comparison in brackets after the trial's label)."""
+    return any(label == n or label.startswith(f"{n} (") for n in names)
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _integrity(an: Analysis, frame, res, measure, method, test, level) -> dict:
+    flags = an.flagged()
+    rob = {r["study"]: r.get("judgement") for r in an.spec.get("risk_of_bias") or []}
+    labels = [str(s) for s in res.studies["study"]]
+    sets = (
+        ("without retracted trials", [n for n, f in flags.items() if f == "retracted"]),
+        ("without retracted or questioned trials", list(flags)),
+        ("without trials at high risk of bias", [n for n, j in rob.items() if j == "high"]),
+    )
+    out = {"flags": [{"study": n, "flag": f} for n, f in flags.items()],
+           "high_risk_of_bias": [n for n, j in rob.items() if j == "high"], "analyses": []}
+    seen = set()
+    for name, names in sets:
+        drop = [s for s in labels if _matches(s, names)]
+        entry = {"analysis": name, "dropped": drop}
+        if not names:
+            entry["note"] = "no trial of the analysis carries this flag"
+        elif not drop:
+            entry["note"] = "the flagged trials are not among the pooled rows of this outcome"
+        elif len(drop) == len(labels):
+            entry["note"] = "every pooled trial is flagged: nothing is left to pool"
+        elif tuple(drop) in seen:
+            entry["note"] = "same trials as the row above"
+        else:
+            seen.add(tuple(drop))
+            s = _quiet(dg.sensitivity_without, frame, drop, measure, method=method, test=test, level=level)
+            e, lo, hi = _natural(s.reduced)
+            entry.update(k=s.reduced.k, estimate=e, ci_lower=lo, ci_upper=hi, tau2=s.reduced.tau2,
+                         i2=s.reduced.i2, pvalue=s.reduced.pvalue)
+        out["analyses"].append({k: _clean(v) for k, v in entry.items()})
+    return out
+
+
+def _subgroups(an, frame, measure, method, test, level) -> dict | None:
+    col = an.spec.get("subgroup")
+    if not col:
+        return None
+    sec = {"column": col}
+    if col not in frame.columns:
+        sec["not_computed"] = [f"the column '{col}' is not in the data of this outcome"]
+        return sec
+    if frame[col].astype(str).str.strip().replace("", np.nan).dropna().nunique() < 2:
+        sec["not_computed"] = [f"'{col}' has fewer than two subgroups in this outcome"]
+        return sec
+    sg = _attempt(sec, dg.subgroup_analysis, frame, measure, col, method=method, test=test, level=level)
+    if sg is not None:
+        d = sg.to_dict()
+        d.pop("regression", None)
+        d.pop("overall", None)
+        sec.update(d)
+    return sec
+
+
+def _regressions(an, frame, res, method, level, permutations, seed) -> tuple[list, dict]:
+    out, fits = [], {}
+    st = res.studies.reset_index(drop=True)
+    ok = st["yi"].notna().to_numpy()
+    for mod in an.spec.get("moderators") or []:
+        sec = {"moderator": mod}
+        out.append(sec)
+        if mod not in frame.columns:
+            sec["not_computed"] = [f"the column '{mod}' is not in the data of this outcome"]
+            continue
+        x = pd.to_numeric(frame[mod].reset_index(drop=True), errors="coerce").to_numpy(float)
+        use = ok & np.isfinite(x)
+        sec["k"] = int(use.sum())
+        if use.sum() < 3 or np.unique(x[use]).size < 2:
+            sec["not_computed"] = [f"needs at least 3 studies with at least 2 distinct values of '{mod}' "
+                                   f"(has {int(use.sum())} studies, {np.unique(x[use]).size} values)"]
+            continue
+        y, v = st["yi"].to_numpy(float)[use], st["vi"].to_numpy(float)[use]
+        X = pd.DataFrame({mod: x[use]})
+        for test in ("z", "knha"):
+            fit = _attempt(sec, meta_regression, y, v, X, method=method, test=test, level=level)
+            if fit is None:
+                continue
+            d = fit.to_dict()
+            sec[test] = {k: d[k] for k in ("coefficients", "tau2", "i2", "r2", "qm", "qm_df", "qm_pvalue",
+                                           "qe", "qe_df", "qe_pvalue") if k in d}
+            if test == "knha":
+                perm = _attempt(sec, permutation_test, fit, iter=permutations, seed=seed)
+                if perm is not None:
+                    sec["permutation"] = {k: _clean(v) if not isinstance(v, (list, tuple, np.ndarray)) else
+                                          [_clean(a) for a in np.ravel(v)]
+                                          for k, v in perm.to_dict().items()}
+                fits[mod] = {"fit": fit, "x": x[use], "yi": y, "vi": v,
+                             "study": st["study"].to_numpy()[use]}
+    return out, fits
+
+
+def _small_study(res, method, level) -> dict:
+    sec = {"k": res.k, "caution": dg.small_study_caution(res.k)}
+    if res.k < 3:
+        sec["not_computed"] = [f"k = {res.k}: the tests need at least 3 studies"]
+        return sec
+    for model in ("lm", "rma"):
+        e = _attempt(sec, dg.egger_test, res, model=model)
+        if e is not None:
+            sec[f"egger_{model}"] = e.to_dict()
+    b = _attempt(sec, dg.begg_test, res)
+    if b is not None:
+        sec["begg"] = b.to_dict()
+    for est in ("L0", "R0"):
+        tf = _attempt(sec, dg.trim_and_fill, res, estimator=est)
+        if tf is not None:
+            e, lo, hi = _natural(tf.result)
+            sec[f"trimfill_{est}"] = {"side": tf.side, "k0": tf.k0, "se_k0": _clean(tf.se_k0),
+                                      "p_k0": _clean(tf.p_k0), "estimate": _clean(e), "ci_lower": _clean(lo),
+                                      "ci_upper": _clean(hi), "filled": _records(tf.filled)}
+    return sec
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = "knha", level: float = 95,
+               permutations: int = 1000, seed: int = 1234) -> Robustness:
+    """Robustness report of one outcome (see the module docstring for the sections).
+
+    Parameters
+    ----------
+    method, test :
+        The model every section re-fits (tau² estimator and z or Knapp-Hartung test).
+    permutations, seed :
+        Permutations of the meta-regression permutation test (all of them when
+        there are fewer distinct ones) and the seed of numpy's generator.
+
+    References
+    ----------
+    Viechtbauer W, Cheung MW-L (2010). Outlier and influence diagnostics for
+    meta-analysis. Res Synth Methods 1:112-125.
+    Baujat B, Mahé C, Pignon J-P, Hill C (2002). A graphical method for exploring
+    heterogeneity in meta-analyses. Stat Med 21:2641-2652.
+    Higgins JPT, Thompson SG (2004). Controlling the risk of spurious findings from
+    meta-regression. Stat Med 23:1663-1682.
+    Page MJ, Higgins JPT, Sterne JAC (2023). Chapter 13: Assessing risk of bias due
+    to missing results. Cochrane Handbook, version 6.4.
+    """
+    from .analysis import outcome_frame
+
+    frame = outcome_frame(an, outcome)
+    measure = an.measure_of(outcome)
+    res = _quiet(pool, frame, measure=measure, method=method, test=test, level=level)
+    e, lo, hi = _natural(res)
+    rep = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method, "test": test,
+           "level": level, "k": res.k, "estimate": _clean(e), "ci_lower": _clean(lo), "ci_upper": _clean(hi),
+           "multi_arm": {"corrections": frame.attrs.get("arm_corrections", []),
+                         "excluded": frame.attrs.get("arm_excluded", [])}}
+    rob = Robustness(report=rep, markdown="", result=res)
+    rep["integrity"] = _integrity(an, frame, res, measure, method, test, level)
+    rep["subgroups"] = _subgroups(an, frame, measure, method, test, level)
+    rep["meta_regression"], rob.regressions = _regressions(an, frame, res, method, level, permutations, seed)
+    rep["small_study"] = _small_study(res, method, level)
+    infl = {}
+    if res.k >= 2:
+        rob.leave_one_out = _attempt(infl, dg.leave_one_out, res)
+        rob.baujat = _attempt(infl, dg.baujat, res)
+    else:
+        infl["not_computed"] = [f"k = {res.k}: leave-one-out and Baujat need at least 2 studies"]
+    if res.k >= 3:
+        rob.influence = _attempt(infl, dg.influence_measures, res)
+    if "year" in frame.columns and res.k >= 2:
+        years = pd.to_numeric(frame["year"], errors="coerce").reset_index(drop=True)
+        ok = res.studies["yi"].notna().to_numpy()
+        if years[ok].notna().all():
+            rob.cumulative = _attempt(infl, dg.cumulative, res, order=years[ok].to_numpy(float))
+    for name in ("leave_one_out", "influence", "baujat", "cumulative"):
+        df = getattr(rob, name)
+        infl[name] = None if df is None else _records(df.drop(columns=["dfbetas"], errors="ignore"))
+    rep["influence"] = infl
+    rob.markdown = _markdown(an, rep)
+    return rob
+
+
+def _line_est(d, ratio_word):
+    return f"{_f(d.get('estimate'))} ({_f(d.get('ci_lower'))} to {_f(d.get('ci_upper'))})"
+
+
+def _markdown(an: Analysis, rep: dict) -> str:
+    ratio = rep["measure"] in io.RATIO_MEASURES
+    scale = "ratio scale" if ratio else "the measure's scale"
+    L = [f"# Robustness: {an.spec['title']} — {rep['outcome']}", "",
+         f"Model: {rep['method']} with test {rep['test']}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
+         f"({rep['level']:g}% CI, {scale}).", ""]
+
+    L += ["## Integrity sensitivity", ""]
+    integ = rep["integrity"]
+    if integ["flags"]:
+        L.append("Flags: " + "; ".join(f"{f['study']} ({f['flag']})" for f in integ["flags"]) + ".")
+        L.append("")
+    L += ["| analysis | trials dropped | k | estimate (CI) | tau² | I² % | note |", "|---|---|---|---|---|---|---|",
+          f"| all trials | none | {rep['k']} | {_line_est(rep, ratio)} | | | |"]
+    for a in integ["analyses"]:
+        dropped = ", ".join(a["dropped"]) or "none"
+        if "estimate" in a:
+            L.append(f"| {a['analysis']} | {dropped} | {a['k']} | {_line_est(a, ratio)} | {_f(a['tau2'], 4)} | "
+                     f"{_f(a['i2'], 1)} | |")
+        else:
+            L.append(f"| {a['analysis']} | {dropped} | | | | | {a.get('note', '')} |")
+    L.append("")
+
+    sg = rep["subgroups"]
+    if sg is not None:
+        L += [f"## Subgroups by `{sg['column']}`", ""]
+        if "not_computed" in sg:
+            L += [f"Not computed: {'; '.join(sg['not_computed'])}.", ""]
+        else:
+            L += ["| subgroup | k | estimate | CI | tau² | I² % |", "|---|---|---|---|---|---|"]
+            for r in sg["subgroups"]:
+                e = r.get("estimate_natural", r.get("estimate"))
+                lo = r.get("ci_lower_natural", r.get("ci_lower"))
+                hi = r.get("ci_upper_natural", r.get("ci_upper"))
+                L.append(f"| {r.get('group', r.get(sg['column']))} | {r.get('k')} | {_f(e)} | {_f(lo)} to {_f(hi)} "
+                         f"| {_f(r.get('tau2'), 4)} | {_f(r.get('i2'), 1)} |")
+            L += ["", f"Test for subgroup differences (RevMan): Q = {_f(sg['q_between'], 2)}, df = "
+                      f"{sg['q_between_df']}, p = {_p(sg['q_between_pvalue'])}, I² = {_f(sg['i2_between'], 1)}%.",
+                  f"Moderator test of one model with a common tau² (metafor QM, {sg['qm_test']}): "
+                  f"{_f(sg['qm'], 2)} on df {', '.join(str(x) for x in sg['qm_df'] if x is not None)}, "
+                  f"p = {_p(sg['qm_pvalue'])}.", ""]
+
+    if rep["meta_regression"]:
+        L += ["## Meta-regression", ""]
+        for m in rep["meta_regression"]:
+            L.append(f"### Moderator `{m['moderator']}`")
+            L.append("")
+            if "not_computed" in m and "knha" not in m:
+                L += [f"Not computed: {'; '.join(m['not_computed'])}.", ""]
+                continue
+            L += ["| test | term | coefficient | SE | CI | p |", "|---|---|---|---|---|---|"]
+            for t in ("z", "knha"):
+                for c in (m.get(t) or {}).get("coefficients", []):
+                    L.append(f"| {t} | {c.get('term')} | {_f(c.get('estimate'), 5)} | {_f(c.get('se'), 5)} | "
+                             f"{_f(c.get('ci_lower'), 5)} to {_f(c.get('ci_upper'), 5)} | {_p(c.get('pvalue'))} |")
+            kn = m.get("knha", {})
+            L += ["", f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}, I² = {_f(kn.get('i2'), 1)}%, "
+                      f"R² = {_f(kn.get('r2'), 1)}%; residual heterogeneity QE = {_f(kn.get('qe'), 2)} "
+                      f"(p = {_p(kn.get('qe_pvalue'))})."]
+            perm = m.get("permutation")
+            if perm:
+                how = "exact, all permutations" if perm.get("exact") else f"{perm.get('iter')} permutations, seed {perm.get('seed')}"
+                L.append(f"Permutation test of the moderator ({how}): p = {_p(perm.get('qm_pvalue'))}.")
+            L.append("")
+
+    ss = rep["small_study"]
+    L += ["## Small-study effects", ""]
+    if ss.get("caution"):
+        L += [f"**Caution:** {ss['caution']}", ""]
+    if "not_computed" in ss:
+        L += [f"Not computed: {'; '.join(ss['not_computed'])}.", ""]
+    for key, name in (("egger_lm", "Egger's regression test (weighted least squares, Egger 1997)"),
+                      ("egger_rma", "Egger-type test, mixed-effects form (metafor regtest)")):
+        e = ss.get(key)
+        if e:
+            kind = f"t (df = {e['df']:g})" if e.get("df") else "z"
+            L.append(f"- {name}: {kind} = {_f(e['statistic'], 3)}, p = {_p(e['pvalue'])}; limit estimate "
+                     f"{_f(e['limit_estimate'])} ({_f(e['limit_ci_lower'])} to {_f(e['limit_ci_upper'])}).")
+    if ss.get("begg"):
+        b = ss["begg"]
+        L.append(f"- Begg's rank correlation: Kendall's tau = {_f(b['tau'], 3)}, p = {_p(b['pvalue'])}"
+                 f"{' (exact)' if b.get('exact') else ''}.")
+    for est in ("L0", "R0"):
+        t = ss.get(f"trimfill_{est}")
+        if t:
+            L.append(f"- Trim and fill ({est}): {t['k0']} studies imputed on the {t['side']} side; adjusted "
+                     f"estimate {_f(t['estimate'])} ({_f(t['ci_lower'])} to {_f(t['ci_upper'])}).")
+    L.append("")
+
+    inf = rep["influence"]
+    L += ["## Influence", ""]
+    if inf.get("not_computed"):
+        L += [f"Not computed: {'; '.join(inf['not_computed'])}.", ""]
+    if inf.get("leave_one_out"):
+        L += ["Leave-one-out:", "", "| omitted | k | estimate | CI | tau² | I² % |", "|---|---|---|---|---|---|"]
+        for r in inf["leave_one_out"]:
+            e = r.get("estimate_natural", r["estimate"])
+            lo = r.get("ci_lower_natural", r["ci_lower"])
+            hi = r.get("ci_upper_natural", r["ci_upper"])
+            L.append(f"| {r['omitted']} | {r['k']} | {_f(e)} | {_f(lo)} to {_f(hi)} | {_f(r['tau2'], 4)} | "
+                     f"{_f(r['i2'], 1)} |")
+        L.append("")
+    if inf.get("influence"):
+        L += ["Influence measures (metafor `influence()`; * = influential by its criteria):", "",
+              "| study | rstudent | DFFITS | Cook's d | cov ratio | hat | weight % |", "|---|---|---|---|---|---|---|"]
+        for r in inf["influence"]:
+            L.append(f"| {r['study']}{' *' if r.get('influential') else ''} | {_f(r['rstudent'])} | "
+                     f"{_f(r['dffits'])} | {_f(r['cook_d'])} | {_f(r['cov_r'])} | {_f(r['hat'])} | "
+                     f"{_f(r['weight'], 1)} |")
+        L.append("")
+    if inf.get("cumulative"):
+        L += ["Cumulative meta-analysis by year:", "", "| added | k | estimate | CI |", "|---|---|---|---|"]
+        for r in inf["cumulative"]:
+            e = r.get("estimate_natural", r["estimate"])
+            lo = r.get("ci_lower_natural", r["ci_lower"])
+            hi = r.get("ci_upper_natural", r["ci_upper"])
+            L.append(f"| {r['added']} | {r['k']} | {_f(e)} | {_f(lo)} to {_f(hi)} |")
+        L.append("")
+
+    ma = rep["multi_arm"]
+    L += ["## Multi-arm trials", ""]
+    if not (ma["corrections"] or ma["excluded"]):
+        L.append("No two comparisons of this outcome share a control arm.")
+    for c in ma["corrections"]:
+        L.append(f"- {c['study']}: {c['action']}")
+    for c in ma["excluded"]:
+        L.append(f"- excluded {c['study']}: {c['reason']}")
+    return "\n".join(L) + "\n"
