@@ -922,7 +922,7 @@ def save_figure(fig: Figure, stem, formats=("png", "svg", "pdf")) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    rc = {"svg.hashsalt": "metarepro", "svg.fonttype": "path", "pdf.fonttype": 42}
+    rc = {"svg.hashsalt": "metarepro", "svg.fonttype": "path", "pdf.fonttype": 3}
     with matplotlib.rc_context(rc):
         for ext in formats:
             if ext not in _META:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from metarepro import figures
 from metarepro.analysis import (
     REPRODUCTION_COLUMNS,
     dumps,
@@ -23,6 +22,10 @@ from metarepro.scripting import guarded, write_csv, write_text
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
 out = sm.output
+
+
+if p.outcomes:  # matplotlib is imported only by analyses that draw
+    from metarepro import figures
 
 
 def stem(key):
