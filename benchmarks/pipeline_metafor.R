@@ -1,6 +1,10 @@
 # The same work as the pipeline, done with metafor: for every analysis and outcome
 # in data/extracted, every method x test, MH/Peto where counts allow, Q-profile CIs,
-# prediction intervals, a forest plot and a funnel plot with Egger's test (PNG, SVG, PDF).
+# prediction intervals, a forest plot and a funnel plot with Egger's test (PNG, SVG, PDF);
+# the robustness work (leave1out, influence, cumul, regtest rma + lm, ranktest, trimfill
+# L0 + R0, meta-regression with permutest on each moderator, and PNG plots of leave1out +
+# cumul, influence, Baujat, bubble) and the method forensics (every method x test x
+# zero-cell convention re-fitted once per outcome, as metarepro does per target).
 # Usage: Rscript benchmarks/pipeline_metafor.R data/extracted OUTDIR
 suppressMessages(library(metafor))
 args <- commandArgs(TRUE)
@@ -44,6 +48,39 @@ for (csv in list.files(indir, pattern = "\\.csv$", full.names = TRUE)) {
     }
     main <- fits[["REML knha"]]
     if (is.null(main)) next
+    png1 <- function(kind, h = 5) png(file.path(outdir, paste0(basename(csv), "_", oc, "_", kind, ".png")),
+                                      width = 1200, height = h * 150, res = 150)
+    # method forensics: every method x test x zero-cell convention
+    convs <- if (binary) list(list(0.5, "only0", FALSE), list(0.5, "only0", TRUE), list(0.5, "all", FALSE),
+                              list(0.5, "all", TRUE), list(0, "none", FALSE)) else list(NULL)
+    for (cv in convs) {
+      ef <- if (binary) escalc(meas, ai = events_t, n1i = total_t, ci = events_c, n2i = total_c, data = s,
+                               add = cv[[1]], to = cv[[2]], drop00 = cv[[3]]) else es
+      for (m in c("FE", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")) for (t in c("z", "knha"))
+        try(suppressWarnings(rma(yi, vi, data = ef, method = m, test = t)), silent = TRUE)
+    }
+    if (main$k >= 2) {
+      l1 <- leave1out(main)
+      png1("sensitivity", 2 + 0.35 * main$k); forest(l1$estimate, ci.lb = l1$ci.lb, ci.ub = l1$ci.ub, slab = l1$slab); dev.off()
+      if ("year" %in% names(s)) cumul(main, order = s$year)
+      png1("baujat"); baujat(main); dev.off()
+    }
+    if (main$k >= 3) {
+      inf <- influence(main)
+      png1("influence", 6); plot(inf); dev.off()
+      try(regtest(main), silent = TRUE); try(regtest(main, model = "lm"), silent = TRUE)
+      try(ranktest(main), silent = TRUE)
+      try(trimfill(rma(yi, vi, data = es, method = "REML"), estimator = "L0"), silent = TRUE)
+      try(trimfill(rma(yi, vi, data = es, method = "REML"), estimator = "R0"), silent = TRUE)
+      for (mod in intersect(c("dose_iu_day"), names(s))) {
+        x <- suppressWarnings(as.numeric(s[[mod]]))
+        if (sum(!is.na(x)) >= 3 && length(unique(x)) >= 2) {
+          mf <- rma(es$yi, es$vi, mods = ~ x, method = "REML", test = "knha")
+          permutest(mf, iter = 1000)
+          png1(paste0("bubble_", mod)); regplot(mf); dev.off()
+        }
+      }
+    }
     h <- max(4, 2 + 0.35 * nrow(es))
     for (ext in names(devices)) {
       devices[[ext]](file.path(outdir, paste0(basename(csv), "_", oc, "_forest.", ext)), h)

@@ -90,3 +90,24 @@ def test_grouped_equals_separate():
                              test="knha")
         assert tbl[g].estimate == pytest.approx(one.estimate, abs=1e-12)
         assert tbl[g].tau2_ci_upper == pytest.approx(one.tau2_ci_upper, abs=1e-10)
+
+
+def test_distribution_functions_equal_scipy_stats():
+    """metarepro._dist computes from scipy.special what scipy.stats computes (the
+    reference here), to spare the pipeline jobs the import of scipy.stats."""
+    from scipy import stats
+
+    from metarepro import _dist
+
+    rng = np.random.default_rng(7)
+    x, p, df = rng.normal(size=40) * 3, rng.uniform(1e-9, 1, 40), rng.uniform(0.5, 60, 40)
+    pairs = [
+        (_dist.norm.cdf(x), stats.norm.cdf(x)), (_dist.norm.sf(x), stats.norm.sf(x)),
+        (_dist.norm.isf(p), stats.norm.isf(p)), (_dist.t.sf(x, df), stats.t.sf(x, df)),
+        (_dist.t.isf(p, df), stats.t.isf(p, df)), (_dist.t.isf(p, np.inf), stats.t.isf(p, np.inf)),
+        (_dist.t.sf(x, np.inf), stats.t.sf(x, np.inf)), (_dist.chi2.cdf(abs(x), df), stats.chi2.cdf(abs(x), df)),
+        (_dist.chi2.sf(abs(x), df), stats.chi2.sf(abs(x), df)), (_dist.chi2.isf(p, df), stats.chi2.isf(p, df)),
+        (_dist.chi2.ppf(p, df), stats.chi2.ppf(p, df)), (_dist.f.sf(abs(x), df, df + 1), stats.f.sf(abs(x), df, df + 1)),
+    ]
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=0)

@@ -18,8 +18,9 @@ vectorised over analyses.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 from scipy.optimize import elementwise
+
+from . import _dist as stats
 
 #: Convergence threshold on tau² for Fisher scoring (metafor's default is 1e-5;
 #: a much tighter value keeps small tau² (e.g. risk differences, tau² ~ 1e-4)

@@ -30,10 +30,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.stats import rankdata
 
 from . import _core, io
+from . import _dist as stats
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
 from .metareg import fit_batch, meta_regression, model_matrix
@@ -810,6 +809,8 @@ def trim_and_fill(
             raise InputError("trim and fill did not converge")
         beta = _mu(ys[: k - k0], vs[: k - k0], meth)
         yc = ys - beta
+        from scipy.stats import rankdata  # imported here: scipy.stats is slow to import
+
         signed = np.sign(yc) * rankdata(np.abs(yc), method="ordinal")
         if estimator == "R0":
             neg = signed[signed < 0]

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
+from . import _dist as stats
 from . import io
 from .errors import InputError
 

@@ -47,8 +47,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Polygon
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
-from scipy import stats
 
+from . import _dist as stats
 from . import io
 
 __all__ = ["baujat_plot", "bubble_plot", "forest_plot", "funnel_plot", "influence_plot", "leave_one_out_plot",

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.optimize import elementwise
 
 from . import _core
+from . import _dist as stats
 from .errors import InputError
 from .names import METHODS, TESTS
 
