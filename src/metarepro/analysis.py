@@ -204,16 +204,20 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
                      f"{_fmt(r['tau2_ci_upper'], 4)} | {_fmt(r['i2'], 1)} | {_fmt(est)} | {_fmt(lo)}–{_fmt(hi)} "
                      f"| {_fmt(plo)}–{_fmt(phi)} |")
     lines += ["", "## Corrected and excluded studies", ""]
-    if not (report["corrections"] or report["excluded"]):
-        lines.append("None: every study entered as extracted.")
-    for c in report["corrections"]:
-        lines.append(f"- corrected: {c['study']}: {c['action']}")
-    for c in report["excluded"]:
-        lines.append(f"- excluded: {c['study']}: {c['reason']}")
+    lines += correction_lines(report["corrections"], report["excluded"],
+                              none="None: every study entered as extracted.")
     if an.flagged():
         lines += ["", "## Integrity flags", ""]
         lines += [f"- {s}: {f}" for s, f in an.flagged().items()]
     return report, "\n".join(lines) + "\n"
+
+
+def correction_lines(corrections: list, excluded: list, none: str) -> list[str]:
+    """Markdown bullets for corrected and excluded studies (or ``none``)."""
+    if not (corrections or excluded):
+        return [none]
+    return ([f"- corrected: {c['study']}: {c['action']}" for c in corrections]
+            + [f"- excluded: {c['study']}: {c['reason']}" for c in excluded])
 
 
 def _jsonable(v):

@@ -33,10 +33,11 @@ import pandas as pd
 
 from . import diagnostics as dg
 from . import io
+from .analysis import correction_lines, outcome_frame
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
 from .metareg import meta_regression, permutation_test
-from .pooling import pool
+from .pooling import _clean, pool
 
 __all__ = ["Robustness", "robustness"]
 
@@ -63,17 +64,6 @@ def _quiet(fn, *a, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetareproWarning)
         return fn(*a, **kw)
-
-
-def _clean(v):
-    if isinstance(v, (np.floating, float)):
-        v = float(v)
-        return v if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -184,8 +174,8 @@ def _regressions(an, frame, res, method, level, permutations, seed) -> tuple[lis
         use = ok & np.isfinite(x)
         sec["k"] = int(use.sum())
         if use.sum() < 3 or np.unique(x[use]).size < 2:
-            sec["not_computed"] = [f"needs at least 3 studies with at least 2 distinct values of '{mod}' "
-                                   f"(has {int(use.sum())} studies, {np.unique(x[use]).size} values)"]
+            sec["not_computed"] = [(f"needs at least 3 studies with at least 2 distinct values of '{mod}' "
+                                   f"(has {int(use.sum())} studies, {np.unique(x[use]).size} values)")]
             continue
         y, v = st["yi"].to_numpy(float)[use], st["vi"].to_numpy(float)[use]
         X = pd.DataFrame({mod: x[use]})
@@ -255,7 +245,6 @@ def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = 
     Page MJ, Higgins JPT, Sterne JAC (2023). Chapter 13: Assessing risk of bias due
     to missing results. Cochrane Handbook, version 6.4.
     """
-    from .analysis import outcome_frame
 
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
@@ -291,6 +280,11 @@ def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = 
     return rob
 
 
+def _nat3(r: dict):
+    """Estimate and CI of a result row, on the natural scale where it has one."""
+    return tuple(r.get(f"{n}_natural", r.get(n)) for n in ("estimate", "ci_lower", "ci_upper"))
+
+
 def _line_est(d, ratio_word):
     return f"{_f(d.get('estimate'))} ({_f(d.get('ci_lower'))} to {_f(d.get('ci_upper'))})"
 
@@ -299,8 +293,8 @@ def _markdown(an: Analysis, rep: dict) -> str:
     ratio = rep["measure"] in io.RATIO_MEASURES
     scale = "ratio scale" if ratio else "the measure's scale"
     L = [f"# Robustness: {an.spec['title']} — {rep['outcome']}", "",
-         f"Model: {rep['method']} with test {rep['test']}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
-         f"({rep['level']:g}% CI, {scale}).", ""]
+         (f"Model: {rep['method']} with test {rep['test']}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
+         f"({rep['level']:g}% CI, {scale})."), ""]
 
     L += ["## Integrity sensitivity", ""]
     integ = rep["integrity"]
@@ -326,16 +320,14 @@ def _markdown(an: Analysis, rep: dict) -> str:
         else:
             L += ["| subgroup | k | estimate | CI | tau² | I² % |", "|---|---|---|---|---|---|"]
             for r in sg["subgroups"]:
-                e = r.get("estimate_natural", r.get("estimate"))
-                lo = r.get("ci_lower_natural", r.get("ci_lower"))
-                hi = r.get("ci_upper_natural", r.get("ci_upper"))
+                e, lo, hi = _nat3(r)
                 L.append(f"| {r.get('group', r.get(sg['column']))} | {r.get('k')} | {_f(e)} | {_f(lo)} to {_f(hi)} "
                          f"| {_f(r.get('tau2'), 4)} | {_f(r.get('i2'), 1)} |")
-            L += ["", f"Test for subgroup differences (RevMan): Q = {_f(sg['q_between'], 2)}, df = "
-                      f"{sg['q_between_df']}, p = {_p(sg['q_between_pvalue'])}, I² = {_f(sg['i2_between'], 1)}%.",
-                  f"Moderator test of one model with a common tau² (metafor QM, {sg['qm_test']}): "
+            L += ["", (f"Test for subgroup differences (RevMan): Q = {_f(sg['q_between'], 2)}, df = "
+                      f"{sg['q_between_df']}, p = {_p(sg['q_between_pvalue'])}, I² = {_f(sg['i2_between'], 1)}%."),
+                  (f"Moderator test of one model with a common tau² (metafor QM, {sg['qm_test']}): "
                   f"{_f(sg['qm'], 2)} on df {', '.join(str(x) for x in sg['qm_df'] if x is not None)}, "
-                  f"p = {_p(sg['qm_pvalue'])}.", ""]
+                  f"p = {_p(sg['qm_pvalue'])}."), ""]
 
     if rep["meta_regression"]:
         L += ["## Meta-regression", ""]
@@ -351,9 +343,9 @@ def _markdown(an: Analysis, rep: dict) -> str:
                     L.append(f"| {t} | {c.get('term')} | {_f(c.get('estimate'), 5)} | {_f(c.get('se'), 5)} | "
                              f"{_f(c.get('ci_lower'), 5)} to {_f(c.get('ci_upper'), 5)} | {_p(c.get('pvalue'))} |")
             kn = m.get("knha", {})
-            L += ["", f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}, I² = {_f(kn.get('i2'), 1)}%, "
+            L += ["", (f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}, I² = {_f(kn.get('i2'), 1)}%, "
                       f"R² = {_f(kn.get('r2'), 1)}%; residual heterogeneity QE = {_f(kn.get('qe'), 2)} "
-                      f"(p = {_p(kn.get('qe_pvalue'))})."]
+                      f"(p = {_p(kn.get('qe_pvalue'))}).")]
             perm = m.get("permutation")
             if perm:
                 how = "exact, all permutations" if perm.get("exact") else f"{perm.get('iter')} permutations, seed {perm.get('seed')}"
@@ -391,9 +383,7 @@ def _markdown(an: Analysis, rep: dict) -> str:
     if inf.get("leave_one_out"):
         L += ["Leave-one-out:", "", "| omitted | k | estimate | CI | tau² | I² % |", "|---|---|---|---|---|---|"]
         for r in inf["leave_one_out"]:
-            e = r.get("estimate_natural", r["estimate"])
-            lo = r.get("ci_lower_natural", r["ci_lower"])
-            hi = r.get("ci_upper_natural", r["ci_upper"])
+            e, lo, hi = _nat3(r)
             L.append(f"| {r['omitted']} | {r['k']} | {_f(e)} | {_f(lo)} to {_f(hi)} | {_f(r['tau2'], 4)} | "
                      f"{_f(r['i2'], 1)} |")
         L.append("")
@@ -408,18 +398,12 @@ def _markdown(an: Analysis, rep: dict) -> str:
     if inf.get("cumulative"):
         L += ["Cumulative meta-analysis by year:", "", "| added | k | estimate | CI |", "|---|---|---|---|"]
         for r in inf["cumulative"]:
-            e = r.get("estimate_natural", r["estimate"])
-            lo = r.get("ci_lower_natural", r["ci_lower"])
-            hi = r.get("ci_upper_natural", r["ci_upper"])
+            e, lo, hi = _nat3(r)
             L.append(f"| {r['added']} | {r['k']} | {_f(e)} | {_f(lo)} to {_f(hi)} |")
         L.append("")
 
     ma = rep["multi_arm"]
     L += ["## Multi-arm trials", ""]
-    if not (ma["corrections"] or ma["excluded"]):
-        L.append("No two comparisons of this outcome share a control arm.")
-    for c in ma["corrections"]:
-        L.append(f"- {c['study']}: {c['action']}")
-    for c in ma["excluded"]:
-        L.append(f"- excluded {c['study']}: {c['reason']}")
+    L += correction_lines(ma["corrections"], ma["excluded"],
+                          none="No two comparisons of this outcome share a control arm.")
     return "\n".join(L) + "\n"
