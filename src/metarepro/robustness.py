@@ -372,7 +372,7 @@ def _markdown(an: Analysis, rep: dict) -> str:
     for est in ("L0", "R0"):
         t = ss.get(f"trimfill_{est}")
         if t:
-            L.append(f"- Trim and fill ({est}): {t['k0']} studies imputed on the {t['side']} side; adjusted "
+            L.append(f"- Trim and fill ({est}): {t['k0']} {'study' if t['k0'] == 1 else 'studies'} imputed on the {t['side']} side; adjusted "
                      f"estimate {_f(t['estimate'])} ({_f(t['ci_lower'])} to {_f(t['ci_upper'])}).")
     L.append("")
 
