@@ -36,12 +36,12 @@ def main():
                 shutil.copy2(ROOT / f, Path(d) / f)
         cold, _ = timed([snakemake, "--cores", "4", "--quiet", "all"], d)
         noop, _ = timed([snakemake, "--cores", "4", "--quiet", "all"], d)
-        n_fig = len(list(Path(d, "results").rglob("*.png")))
+        n_fig = {ext: len(list(Path(d, "results").rglob(f"*.{ext}"))) for ext in ("png", "svg", "pdf")}
         r = None
         if shutil.which("Rscript"):
             r, _ = timed(["Rscript", str(ROOT / "benchmarks" / "pipeline_metafor.R"), "data/extracted",
                           str(Path(d) / "r_out")], d)
-    print(f"pipeline cold run (snakemake --cores 4): {cold:6.1f} s  ({n_fig} PNG figures, each also SVG and PDF)")
+    print(f"pipeline cold run (snakemake --cores 4): {cold:6.1f} s  ({n_fig['png']} PNG, {n_fig['svg']} SVG, {n_fig['pdf']} PDF figures)")
     print(f"pipeline no-op re-run:                   {noop:6.1f} s")
     if r is not None:
         print(f"metafor R script, same pooling + plots:  {r:6.1f} s")
