@@ -93,7 +93,7 @@ def time_metafor(frame, ids):
         inp, out, script = Path(d, "in.csv"), Path(d, "out.csv"), Path(d, "loop.R")
         frame[frame.analysis.isin(ids)].to_csv(inp, index=False)
         script.write_text(R_LOOP)
-        proc = subprocess.run(["Rscript", str(script), str(inp), str(out)], capture_output=True, text=True)
+        proc = subprocess.run(["Rscript", str(script), str(inp), str(out)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print("metafor run failed:", proc.stderr.strip()[:300])
             return None, None

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def timed(cmd, cwd):
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     el = time.perf_counter() - t0
     if proc.returncode != 0:
         print(f"failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
@@ -29,7 +29,7 @@ def timed(cmd, cwd):
 def main():
     snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     with tempfile.TemporaryDirectory() as d:
-        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
         for f in files:
             if not f.startswith("results/") and (ROOT / f).is_file():
                 (Path(d) / f).parent.mkdir(parents=True, exist_ok=True)

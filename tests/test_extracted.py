@@ -89,7 +89,7 @@ def test_derived_row_needs_no_quote_match(tmp_path):
 
 def test_missing_trial_needs_reason(tmp_path):
     spec = dict(GOOD_YAML, trials=[{"study": "A", "status": "present"}, {"study": "B", "status": "missing"}])
-    c, y = files(tmp_path, spec=spec)
+    _c, y = files(tmp_path, spec=spec)
     with pytest.raises(InputError) as exc:
         check_spec(y)
     assert "reason" in str(exc.value) and exc.value.column == "trials.1"
@@ -98,7 +98,7 @@ def test_missing_trial_needs_reason(tmp_path):
 def test_target_needs_source(tmp_path):
     t = dict(GOOD_YAML["targets"][0])
     del t["source"]
-    c, y = files(tmp_path, spec=dict(GOOD_YAML, targets=[t]))
+    _c, y = files(tmp_path, spec=dict(GOOD_YAML, targets=[t]))
     with pytest.raises(InputError) as exc:
         check_spec(y)
     assert "'source' is a required property" in str(exc.value)

@@ -69,7 +69,7 @@ def test_missing_file(capsys):
 
 def test_unknown_measure_is_one_line():
     proc = subprocess.run([sys.executable, "-m", "metarepro.cli", "pool", "x.csv", "--measure", "HR"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "invalid choice: 'HR'" in proc.stderr
 
@@ -94,8 +94,8 @@ def test_api_raises_input_error_with_row():
 
 def test_unknown_options():
     frame = pd.DataFrame({"study": ["a"], "yi": [0.1], "vi": [0.1]})
-    for kw, frag in ((dict(method="XX"), "unknown method"), (dict(test="t"), "unknown test"),
-                     (dict(level=120), "level")):
+    for kw, frag in (({"method": "XX"}, "unknown method"), ({"test": "t"}, "unknown test"),
+                     ({"level": 120}, "level")):
         with pytest.raises(InputError, match=frag):
             metarepro.pool(frame, measure="GEN", **kw)
     with pytest.raises(InputError, match="needs 2x2 counts"):

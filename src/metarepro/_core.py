@@ -29,7 +29,7 @@ THRESHOLD = 1e-13
 MAXITER = 1000
 #: metafor's ``con$tol`` (``.Machine$double.eps^0.25``) for its ML/REML check of tau² = 0.
 LL0_TOL = np.finfo(float).eps ** 0.25
-_ROOT_TOL = dict(xatol=1e-14, xrtol=1e-14)
+_ROOT_TOL = {"xatol": 1e-14, "xrtol": 1e-14}
 
 
 class Segments:
@@ -392,7 +392,7 @@ def heterogeneity(seg, yi, vi, tau2, common):
     one = seg.k <= 1
     q, p, i2, h2, vt = (np.where(one, a, b) for a, b in
                         ((0.0, q), (1.0, p), (0.0, i2), (1.0, h2), (0.0, vt)))
-    return dict(q=q, q_df=df, q_pvalue=p, i2=i2, h2=h2, vt=vt)
+    return {"q": q, "q_df": df, "q_pvalue": p, "i2": i2, "h2": h2, "vt": vt}
 
 
 def q_profile(seg, yi, vi, tau2, vt, level):
@@ -435,8 +435,8 @@ def q_profile(seg, yi, vi, tau2, vt, level):
     with np.errstate(invalid="ignore", divide="ignore"):
         i2_lo, i2_hi = 100 * lo / (vt + lo), 100 * hi / (vt + hi)
         h2_lo, h2_hi = lo / vt + 1, hi / vt + 1
-    return dict(tau2_ci_lower=lo, tau2_ci_upper=hi, i2_ci_lower=i2_lo, i2_ci_upper=i2_hi,
-                h2_ci_lower=h2_lo, h2_ci_upper=h2_hi)
+    return {"tau2_ci_lower": lo, "tau2_ci_upper": hi, "i2_ci_lower": i2_lo, "i2_ci_upper": i2_hi,
+                "h2_ci_lower": h2_lo, "h2_ci_upper": h2_hi}
 
 
 # --------------------------------------------------------------------------
@@ -470,8 +470,8 @@ def inverse_variance(seg, yi, vi, tau2, test, level):
         crit = np.where(hk, stats.t.isf(alpha / 2, dfp), stats.norm.isf(alpha / 2))
         p = np.where(hk, 2 * stats.t.sf(np.abs(stat), dfp), 2 * stats.norm.sf(np.abs(stat)))
     weights = 100 * w / sw[seg.g]
-    return dict(estimate=mu, se=se, statistic=stat, pvalue=p, ci_lower=mu - crit * se,
-                ci_upper=mu + crit * se, crit=crit, df=dfp), weights
+    return {"estimate": mu, "se": se, "statistic": stat, "pvalue": p, "ci_lower": mu - crit * se,
+                "ci_upper": mu + crit * se, "crit": crit, "df": dfp}, weights
 
 
 def prediction_interval(est, se, tau2, crit, k, level):
@@ -483,8 +483,8 @@ def prediction_interval(est, se, tau2, crit, k, level):
     with np.errstate(invalid="ignore"):
         dfh = np.where(k > 2, k - 2, np.nan)
         hts = stats.t.isf(alpha / 2, dfh) * np.sqrt(se**2 + tau2)
-    return dict(pi_lower=est - half, pi_upper=est + half,
-                pi_hts_lower=est - hts, pi_hts_upper=est + hts)
+    return {"pi_lower": est - half, "pi_upper": est + half,
+                "pi_hts_lower": est - hts, "pi_hts_upper": est + hts}
 
 
 # --------------------------------------------------------------------------

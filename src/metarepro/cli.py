@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         return 2
     except BrokenPipeError:
         return 0
-    except Exception as err:  # an engine bug: still one line, never a traceback
+    except Exception as err:  # noqa: BLE001 - an engine bug: still one line, never a traceback
         sys.stderr.write(f"metarepro: internal error: {type(err).__name__}: {err}\n")
         return 3
 

@@ -364,12 +364,12 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
         small = kyi <= 1
         q, qp, i2, h2 = (np.where(small, a, b) for a, b in ((0.0, q), (1.0, qp), (0.0, i2), (1.0, h2)))
         nanG = np.full(G, np.nan)
-        out = dict(k=allseg.k, estimate=beta, se=se, ci_lower=beta - zc * se, ci_upper=beta + zc * se,
-                   statistic=stat, pvalue=p, df=nanG, pi_lower=nanG, pi_upper=nanG,
-                   pi_hts_lower=nanG, pi_hts_upper=nanG, tau2=np.zeros(G),
-                   tau2_ci_lower=nanG, tau2_ci_upper=nanG, i2=i2, i2_ci_lower=nanG, i2_ci_upper=nanG,
-                   h2=h2, h2_ci_lower=nanG, h2_ci_upper=nanG, q=q, q_df=np.maximum(df, 0),
-                   q_pvalue=qp, converged=np.ones(G, bool))
+        out = {"k": allseg.k, "estimate": beta, "se": se, "ci_lower": beta - zc * se, "ci_upper": beta + zc * se,
+                   "statistic": stat, "pvalue": p, "df": nanG, "pi_lower": nanG, "pi_upper": nanG,
+                   "pi_hts_lower": nanG, "pi_hts_upper": nanG, "tau2": np.zeros(G),
+                   "tau2_ci_lower": nanG, "tau2_ci_upper": nanG, "i2": i2, "i2_ci_lower": nanG, "i2_ci_upper": nanG,
+                   "h2": h2, "h2_ci_lower": nanG, "h2_ci_upper": nanG, "q": q, "q_df": np.maximum(df, 0),
+                   "q_pvalue": qp, "converged": np.ones(G, bool)}
         warn(np.isnan(beta), f"{method} estimate does not exist (no events in one arm of every study)")
         return out, weights, warns
 
@@ -380,8 +380,8 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
     het = _core.heterogeneity(seg, y, v, tau2, common)
     if common:
         nanG = np.full(G, np.nan)
-        qp = dict(tau2_ci_lower=nanG, tau2_ci_upper=nanG, i2_ci_lower=nanG, i2_ci_upper=nanG,
-                  h2_ci_lower=nanG, h2_ci_upper=nanG)
+        qp = {"tau2_ci_lower": nanG, "tau2_ci_upper": nanG, "i2_ci_lower": nanG, "i2_ci_upper": nanG,
+                  "h2_ci_lower": nanG, "h2_ci_upper": nanG}
     else:
         qp = _core.q_profile(seg, y, v, tau2, het["vt"], level)
     pi = _core.prediction_interval(iv["estimate"], iv["se"], tau2, iv["crit"], seg.k, level)

@@ -124,16 +124,16 @@ def _fmt(x, d=3):
 def reproduction_markdown(table: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> str:
     """The cross-analysis reproduction report."""
     lines = ["# Reproduction of published claims", "",
-             "Each published pooled estimate is re-pooled from the per-trial numbers in `data/extracted/` "
+             ("Each published pooled estimate is re-pooled from the per-trial numbers in `data/extracted/` "
              "with the method the paper names. Verdicts: **reproduced** (every printed number matches at the "
              f"printed precision), **close** (within {tolerance:.0%} of the printed CI width, on the log scale "
              "for ratios), **discrepant**, **partial** (trials missing: k of K), **not_reproducible** "
              "(no per-trial data readable). The modern column re-pools the same trials with REML + "
-             "Hartung-Knapp and gives the 95% prediction interval.", ""]
+             "Hartung-Knapp and gives the 95% prediction interval."), ""]
     for analysis, sub in table.groupby("analysis", sort=False):
         lines += [f"## {analysis}", "", f"Claim: {sub['claim'].iloc[0]}", "",
-                  "| outcome | target | published | re-pooled | k used / published | verdict | "
-                  "REML + HK [prediction] |", "|---|---|---|---|---|---|---|"]
+                  ("| outcome | target | published | re-pooled | k used / published | verdict | "
+                  "REML + HK [prediction] |"), "|---|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():
             pm = "" if pd.isna(r.published_method) else r.published_method
             pub = f"{_fmt(r.published_estimate, 2)} ({_fmt(r.published_ci_lower, 2)}–{_fmt(r.published_ci_upper, 2)})" \
