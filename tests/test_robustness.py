@@ -68,6 +68,14 @@ def test_integrity_sensitivity_is_metafors_leave1out_row(bcg_report):
     assert "Integrity sensitivity" in bcg_report.markdown
 
 
+def test_full_analysis_row_carries_metafors_tau2_and_i2(bcg_report):
+    fit = REF["bcg_mods/fit/RE"]
+    assert bcg_report.report["tau2"] == pytest.approx(fit["tau2"], **ITER_A)
+    assert bcg_report.report["i2"] == pytest.approx(fit["I2"], **ITER_A)
+    row = next(line for line in bcg_report.markdown.splitlines() if line.startswith("| all trials |"))
+    assert f"| {fit['tau2']:.4f} | {fit['I2']:.1f} |" in row
+
+
 def test_meta_regression_and_permutation_match_metafor(bcg_report):
     (sec,) = bcg_report.report["meta_regression"]
     z = REF["bcg_mods/mods/~ablat/REML/z"]

@@ -252,6 +252,7 @@ def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = 
     e, lo, hi = _natural(res)
     rep = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method, "test": test,
            "level": level, "k": res.k, "estimate": _clean(e), "ci_lower": _clean(lo), "ci_upper": _clean(hi),
+           "tau2": _clean(res.tau2), "i2": _clean(res.i2),
            "multi_arm": {"corrections": frame.attrs.get("arm_corrections", []),
                          "excluded": frame.attrs.get("arm_excluded", [])}}
     rob = Robustness(report=rep, markdown="", result=res)
@@ -302,7 +303,7 @@ def _markdown(an: Analysis, rep: dict) -> str:
         L.append("Flags: " + "; ".join(f"{f['study']} ({f['flag']})" for f in integ["flags"]) + ".")
         L.append("")
     L += ["| analysis | trials dropped | k | estimate (CI) | tau² | I² % | note |", "|---|---|---|---|---|---|---|",
-          f"| all trials | none | {rep['k']} | {_line_est(rep, ratio)} | | | |"]
+          f"| all trials | none | {rep['k']} | {_line_est(rep, ratio)} | {_f(rep['tau2'], 4)} | {_f(rep['i2'], 1)} | |"]
     for a in integ["analyses"]:
         dropped = ", ".join(a["dropped"]) or "none"
         if "estimate" in a:
