@@ -110,3 +110,8 @@ def test_check_command(tmp_path, capsys):
     assert main(["check", str(y)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a required property" in err and str(y) in err
+    # given the CSV, the YAML beside it is checked (not the CSV parsed as YAML)
+    (tmp_path / "bad.csv").write_text("study,outcome\n")
+    assert main(["check", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "is a required property" in err and str(y) in err and "valid YAML" not in err

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="level of intervals given in estimate,ci_lower,ci_upper columns")
     q.add_argument("--json", action="store_true", help="one JSON object (JSON Lines with --by)")
     c = sub.add_parser("check", help="check evidence files (data/extracted) against the provenance rules")
-    c.add_argument("paths", nargs="+", help="analysis YAML files or folders holding them")
+    c.add_argument("paths", nargs="+", help="analysis YAML (or CSV) files, or folders holding them")
     return p
 
 
@@ -92,7 +92,8 @@ def _check(paths) -> int:
 
     specs = []
     for p in map(Path, paths):
-        specs += sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+        # a CSV is checked together with the YAML beside it, which says what its rows must be
+        specs += sorted(p.glob("*.yaml")) if p.is_dir() else [p.with_suffix(".yaml") if p.suffix == ".csv" else p]
     if not specs:
         raise InputError("no analysis YAML found", file=" ".join(paths))
     for y in specs:
