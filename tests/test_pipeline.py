@@ -6,6 +6,7 @@ Also: a malformed analysis fails with the one-line message while the others
 finish (--keep-going), and a no-op re-run has nothing to do.
 """
 
+import json
 import math
 import shutil
 import subprocess
@@ -50,6 +51,22 @@ def same_numbers(a: Path, b: Path):
                 assert str(u) == str(v), (a.name, col, u, v)
 
 
+def same_json(a, b, where):
+    """Same structure and text; floats equal to 1e-9 (the last digits of a float vary with the BLAS build)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), where
+        for key in a:
+            same_json(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            same_json(u, v, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), (where, a, b)
+    else:
+        assert a == b, (where, a, b)
+
+
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     d = tracked_copy(tmp_path_factory.mktemp("clone"))
@@ -65,7 +82,9 @@ def test_results_match_committed(fresh):
     for rel in committed:
         if rel.suffix == ".csv":
             same_numbers(ROOT / rel, fresh / rel)
-        elif rel.suffix in (".json", ".md"):
+        elif rel.suffix == ".json":
+            same_json(json.loads((ROOT / rel).read_text()), json.loads((fresh / rel).read_text()), str(rel))
+        elif rel.suffix == ".md":
             assert (ROOT / rel).read_text() == (fresh / rel).read_text(), rel
 
 
