@@ -322,16 +322,14 @@ def _subgroup_rows(rows, subgroups):
     by = subgroups.by
     st = subgroups.studies
     group_of = dict(zip(st["study"].astype(str), st[by]))
-    out, used = [], set()
+    out = []
     for g in subgroups.groups():
         name = f"{by}: {g}"
         members = [dict(r, group=name) for r in rows if str(group_of.get(r["group"], object())) == str(g)]
         sub = subgroups[g]
         w = sum(r["weight"] for r in members if r["kind"] == "study" and np.isfinite(r["weight"]))
-        label = f"Subtotal ({sub.method}), I\u00b2 = {sub.i2:.0f}%"
-        if label in used:
-            label = f"{label} [{g}]"
-        used.add(label)
+        # The group's name in every subtotal label: labels stay unique (the table needs that) and read alike.
+        label = f"Subtotal, {g} ({sub.method}), I\u00b2 = {sub.i2:.0f}%"
         out += members
         out += [dict(r, group=name) for r in _pooled_rows(sub, label=label, kind="subtotal", wtext=f"{w:.1f}%")]
     return out
