@@ -86,10 +86,12 @@ for (csv in list.files(indir, pattern = "\\.csv$", full.names = TRUE)) {
       devices[[ext]](file.path(outdir, paste0(basename(csv), "_", oc, "_forest.", ext)), h)
       forest(main, slab = s$study, atransf = if (meas %in% c("RR", "OR", "ROM")) exp else NULL)
       dev.off()
-      devices[[ext]](file.path(outdir, paste0(basename(csv), "_", oc, "_funnel.", ext)), 6)
-      funnel(main)
-      if (main$k >= 3) try(title(sub = sprintf("Egger p = %.3f", regtest(main)$pval)), silent = TRUE)
-      dev.off()
+      if (main$k >= 3) {  # as the pipeline: no funnel plot below three trials
+        devices[[ext]](file.path(outdir, paste0(basename(csv), "_", oc, "_funnel.", ext)), 6)
+        funnel(main)
+        try(title(sub = sprintf("Egger p = %.3f", regtest(main)$pval)), silent = TRUE)
+        dev.off()
+      }
     }
   }
 }

@@ -23,6 +23,7 @@ import yaml
 
 from . import io
 from .errors import InputError
+from .plan import SAFE_LOADER
 
 PROVENANCE = ("source", "source_url", "source_location", "quote")
 REQUIRED_CSV = ("study", "outcome") + PROVENANCE + ("derived",)
@@ -161,7 +162,7 @@ def check_spec(path: str | Path) -> dict:
     """Read and check an analysis YAML against the JSON schema and the rules."""
     name = str(path)
     try:
-        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+        spec = yaml.load(Path(path).read_text(encoding="utf-8-sig"), Loader=SAFE_LOADER)  # noqa: S506 - safe
     except FileNotFoundError:
         raise InputError("file does not exist", file=name) from None
     except yaml.YAMLError as exc:

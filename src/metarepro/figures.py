@@ -626,6 +626,11 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
 # ----------------------------------------------------------------------------- funnel plot
 
 
+#: Fewest studies for which a funnel plot is drawn; below it the pipeline draws a placeholder that says
+#: why (one or two points show no asymmetry, and Egger's and Begg's tests need three studies too).
+FUNNEL_MIN_K = 3
+
+
 def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, title: str | None = None) -> Figure:
     """Funnel plot: study effects (model scale) against their standard errors.
 

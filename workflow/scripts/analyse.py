@@ -51,14 +51,17 @@ with guarded(sm.log[0]) as log:
         fi = figure_inputs(an, o, modern=p.modern, level=p.level, common_method=p.common_method)
         figures.save_figure(figures.forest_plot(fi.result, fi.frame, common=fi.common, flagged=fi.flagged,
                                                 subgroups=fi.subgroups, title=fi.title), stem(f"{o}__forest_png"))
-        figures.save_figure(figures.funnel_plot(fi.result, egger=fi.egger, title=fi.title),
+        k = fi.result.k
+        figures.save_figure(figures.funnel_plot(fi.result, egger=fi.egger, title=fi.title)
+                            if k >= figures.FUNNEL_MIN_K else
+                            figures.not_applicable_figure(f"k = {k}; a funnel plot needs at least "
+                                                          f"{figures.FUNNEL_MIN_K} trials", fi.title),
                             stem(f"{o}__funnel_png"))
 
         rb = robustness(an, o, method=p.modern["method"], test=p.modern["test"], level=p.level,
                         permutations=p.permutations, seed=p.seed)
         write_text(out[f"{o}__robustness_json"], dumps(rb.report))
         write_text(out[f"{o}__robustness_md"], rb.markdown)
-        k = rb.result.k
         png(figures.leave_one_out_plot(rb.result, rb.leave_one_out, rb.cumulative, title=fi.title)
             if rb.leave_one_out is not None else
             figures.not_applicable_figure(f"k = {k}; leave-one-out needs at least 2 trials", fi.title),
