@@ -59,3 +59,16 @@ def test_affine_change_of_scale(rows, method, c, shift):
     assert np.isclose(b.se, c * a.se, rtol=1e-6, atol=1e-8)
     assert np.isclose(b.tau2, c * c * a.tau2, rtol=1e-5, atol=1e-8 * c * c)
     assert np.isclose(b.i2, a.i2, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5, 5).map(float), min_size=1, max_size=30))
+def test_ordinal_ranks_are_scipys(values):
+    # trim-and-fill ranks |y - mu| with ties broken by order (R's ties.method="first"); the
+    # reference is scipy.stats.rankdata(method="ordinal"), imported only here.
+    from scipy.stats import rankdata
+
+    from metarepro.diagnostics import _ordinal_ranks
+
+    x = np.asarray(values)
+    assert np.array_equal(_ordinal_ranks(x), rankdata(x, method="ordinal"))

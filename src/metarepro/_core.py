@@ -18,7 +18,6 @@ vectorised over analyses.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import elementwise
 
 from . import _dist as stats
 
@@ -64,6 +63,17 @@ class Segments:
 # Generalised Q and the pieces of the projection matrix P (intercept-only model)
 # --------------------------------------------------------------------------
 
+
+def find_root(*args, **kwargs):
+    """SciPy's ``optimize.elementwise.find_root``, imported on first use.
+
+    Importing ``scipy.optimize`` (which imports ``scipy.stats``) costs about
+    0.5 s; pipeline jobs of analyses without per-trial data never search a root.
+    """
+    from scipy.optimize import elementwise
+
+    return elementwise.find_root(*args, **kwargs)
+
 def weighted_mean(seg, yi, w):
     sw = seg.sum(w)
     return seg.sum(w * yi) / sw, sw
@@ -100,7 +110,7 @@ def solve_q(seg, yi, vi, gid, target, lower, upper):
         sub = c if idx.size == c.n else c.take(idx)
         return _q_compact(sub, np.asarray(t, float)) - tgt[idx]
 
-    res = elementwise.find_root(f, (lower, upper), args=(np.arange(gid.size),), tolerances=_ROOT_TOL)
+    res = find_root(f, (lower, upper), args=(np.arange(gid.size),), tolerances=_ROOT_TOL)
     return np.asarray(res.x, float), np.asarray(res.success, bool)
 
 
@@ -341,7 +351,7 @@ def _score_root(c: Compact, reml):
             if not up.any():
                 break
             hi[up] *= 10
-        res = elementwise.find_root(score, (np.zeros(sub.size), hi), args=(sub,), tolerances=_ROOT_TOL)
+        res = find_root(score, (np.zeros(sub.size), hi), args=(sub,), tolerances=_ROOT_TOL)
         out[sub] = res.x
         ok[sub] = res.success
     return out, ok

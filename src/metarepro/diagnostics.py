@@ -737,6 +737,15 @@ def _mu(y, v, method):
     return float(np.sum(w * y) / np.sum(w))
 
 
+def _ordinal_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties broken by order of appearance: ``scipy.stats.rankdata(x,
+    method="ordinal")`` and R's ``rank(x, ties.method="first")``, without
+    importing scipy.stats for one argsort."""
+    ranks = np.empty(x.size, dtype=float)
+    ranks[np.argsort(x, kind="stable")] = np.arange(1, x.size + 1)
+    return ranks
+
+
 def trim_and_fill(
     data,
     vi=None,
@@ -809,9 +818,7 @@ def trim_and_fill(
             raise InputError("trim and fill did not converge")
         beta = _mu(ys[: k - k0], vs[: k - k0], meth)
         yc = ys - beta
-        from scipy.stats import rankdata  # imported here: scipy.stats is slow to import
-
-        signed = np.sign(yc) * rankdata(np.abs(yc), method="ordinal")
+        signed = np.sign(yc) * _ordinal_ranks(np.abs(yc))
         if estimator == "R0":
             neg = signed[signed < 0]
             kk = (k - (np.max(-neg) if neg.size else 0)) - 1

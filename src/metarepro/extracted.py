@@ -162,7 +162,7 @@ def check_spec(path: str | Path) -> dict:
     """Read and check an analysis YAML against the JSON schema and the rules."""
     name = str(path)
     try:
-        spec = yaml.load(Path(path).read_text(encoding="utf-8-sig"), Loader=SAFE_LOADER)  # noqa: S506 - safe
+        spec = yaml.load(Path(path).read_text(encoding="utf-8-sig"), Loader=SAFE_LOADER)
     except FileNotFoundError:
         raise InputError("file does not exist", file=name) from None
     except yaml.YAMLError as exc:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import elementwise
 
 from . import _core
 from . import _dist as stats
@@ -131,7 +130,7 @@ def _tau2_pm(Y, V, X):
             sel = need[idx]
             return _qe_at(Y[sel], V[sel], X[sel], np.asarray(tt, float)) - target
 
-        res = elementwise.find_root(
+        res = _core.find_root(
             f, (np.zeros(need.size), hi), args=(np.arange(need.size),), tolerances=_ROOT_TOL
         )
         t[need] = res.x
@@ -191,7 +190,7 @@ def _tau2_ml_reml(Y, V, X, reml, threshold=_core.THRESHOLD, sweeps=_core.SCORING
                 sel = pos[np.asarray(idx, np.intp)]
                 return _score(Y[sel], V[sel], X[sel], np.asarray(tt, float), reml)[0]
 
-            res = elementwise.find_root(
+            res = _core.find_root(
                 f, (np.zeros(pos.size), hi), args=(np.arange(pos.size),), tolerances=_ROOT_TOL
             )
             t[pos] = res.x

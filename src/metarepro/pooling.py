@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core, io
+from . import _dist as stats
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
 from .names import METHODS, TESTS
@@ -352,7 +353,6 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
         weights = w
         kyi = seg.k
         df = kyi - 1
-        from scipy import stats
         with np.errstate(invalid="ignore", divide="ignore"):
             q = np.maximum(0.0, q)
             qp = stats.chi2.sf(q, df)
