@@ -40,3 +40,31 @@ def test_precision_and_method():
     assert published_method({"method": "Peto"})[0] == "PETO"
     assert published_method({"model": "fixed effect"})[0] == "FE"
     assert published_method({"model": "random effects"})[0] == "DL"
+
+
+def test_single_row_restating_the_target_is_called_circular(tmp_path):
+    # One trial given as its own published difference -3.9 (-6.5 to -1.3), read in the same paper as the
+    # target: re-pooling can only give the printed numbers back, and the reason must say so. A second
+    # trial from another source makes the same target an ordinary check.
+    from metarepro.analysis import reproduction_rows
+    from metarepro.extracted import load_analysis
+
+    (tmp_path / "a.yaml").write_text("""analysis: a
+title: A
+claim: a claim
+measure: MD
+outcomes: [{name: bmd}]
+targets:
+  - {outcome: bmd, label: T, estimate: -3.9, ci_lower: -6.5, ci_upper: -1.3, scale: identity, k: 1,
+     source: 10.1000/same, source_location: abstract, quote: "-3.9 (-6.5 to -1.3)"}
+trials: [{study: S1, status: present}]
+""")
+    head = "study,outcome,estimate,ci_lower,ci_upper,source,source_url,source_location,quote,derived\n"
+    (tmp_path / "a.csv").write_text(head + 'S1,bmd,-3.9,-6.5,-1.3,10.1000/same,https://example.org,abstract,'
+                                           '"-3.9 (-6.5 to -1.3)",\n')
+    [row] = reproduction_rows(load_analysis(tmp_path / "a.csv", tmp_path / "a.yaml"))
+    assert row["verdict"] == "reproduced" and "circular" in row["reason"]
+    (tmp_path / "a.csv").write_text(head + 'S1,bmd,-3.9,-6.5,-1.3,10.1000/other,https://example.org,abstract,'
+                                           '"-3.9 (-6.5 to -1.3)",\n')
+    [row] = reproduction_rows(load_analysis(tmp_path / "a.csv", tmp_path / "a.yaml"))
+    assert "circular" not in row["reason"]
