@@ -31,6 +31,17 @@ LL0_TOL = np.finfo(float).eps ** 0.25
 _ROOT_TOL = {"xatol": 1e-14, "xrtol": 1e-14}
 
 
+def find_root(*args, **kwargs):
+    """SciPy's ``optimize.elementwise.find_root``, imported on first use.
+
+    Importing ``scipy.optimize`` (which imports ``scipy.stats``) costs about
+    0.5 s; pipeline jobs of analyses without per-trial data never search a root.
+    """
+    from scipy.optimize import elementwise
+
+    return elementwise.find_root(*args, **kwargs)
+
+
 class Segments:
     """Studies of many analyses, stored flat.
 
@@ -62,17 +73,6 @@ class Segments:
 # --------------------------------------------------------------------------
 # Generalised Q and the pieces of the projection matrix P (intercept-only model)
 # --------------------------------------------------------------------------
-
-
-def find_root(*args, **kwargs):
-    """SciPy's ``optimize.elementwise.find_root``, imported on first use.
-
-    Importing ``scipy.optimize`` (which imports ``scipy.stats``) costs about
-    0.5 s; pipeline jobs of analyses without per-trial data never search a root.
-    """
-    from scipy.optimize import elementwise
-
-    return elementwise.find_root(*args, **kwargs)
 
 def weighted_mean(seg, yi, w):
     sw = seg.sum(w)
