@@ -68,3 +68,30 @@ trials: [{study: S1, status: present}]
                                            '"-3.9 (-6.5 to -1.3)",\n')
     [row] = reproduction_rows(load_analysis(tmp_path / "a.csv", tmp_path / "a.yaml"))
     assert "circular" not in row["reason"]
+
+
+def test_targets_only_path_writes_what_the_full_path_writes(tmp_path):
+    # An analysis without per-trial data is judged by a light path (no numpy/pandas/scipy); it must give
+    # the same rows, and the same bytes on disk, as the full path through load_analysis.
+    from pathlib import Path
+
+    import pandas as pd
+
+    from metarepro.analysis import REPRODUCTION_COLUMNS, reproduction_rows
+    from metarepro.extracted import load_analysis
+    from metarepro.reproduce import targets_only_rows
+    from metarepro.scripting import write_csv, write_records
+    from metarepro.spec import check_spec
+
+    checked = 0
+    for yaml_path in sorted(Path(__file__).resolve().parents[1].glob("data/extracted/*.yaml")):
+        if yaml_path.with_suffix(".csv").exists():
+            continue
+        checked += 1
+        light = targets_only_rows(check_spec(yaml_path))
+        full = reproduction_rows(load_analysis(tmp_path / "absent.csv", yaml_path))
+        assert light == full, yaml_path.name
+        write_records(tmp_path / "a.csv", REPRODUCTION_COLUMNS, light)
+        write_csv(pd.DataFrame(full, columns=list(REPRODUCTION_COLUMNS)), tmp_path / "b.csv")
+        assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes(), yaml_path.name
+    assert checked >= 2  # the bundled targets-only analyses (soy, vitamin D BMD, calcium BMD)

@@ -17,16 +17,19 @@ from . import io
 from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
-from .pooling import FIELDS, PoolResult, pool
-from .reproduce import DEFAULT_TOLERANCE, judge, published_method, reproduction_markdown  # noqa: F401
+from .names import FIELDS, FORENSICS_COLUMNS, NATURAL, POOLED_COLUMNS, REPRODUCTION_COLUMNS  # noqa: F401
+from .pooling import PoolResult, pool
+from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
+    DEFAULT_TOLERANCE,
+    judge,
+    published_method,
+    reproduction_markdown,
+    target_measure,
+    target_record,
+    unpooled_verdict,
+)
 
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
-#: Columns of results/reproduction.csv.
-REPRODUCTION_COLUMNS = ("analysis", "claim", "outcome", "target", "published_estimate", "published_ci_lower",
-                        "published_ci_upper", "published_method", "reproduced_estimate", "reproduced_ci_lower",
-                        "reproduced_ci_upper", "method", "k_used", "k_published", "verdict", "reason",
-                        "modern_estimate", "modern_ci_lower", "modern_ci_upper", "modern_pi_lower",
-                        "modern_pi_upper", "likely_method", "source")
 
 
 def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> pd.DataFrame:
@@ -131,8 +134,7 @@ def pooled_table(an: Analysis, tests=("z", "knha"), level: float = 95) -> pd.Dat
                 rec.update({k: d[k] for k in FIELDS})
                 rec.update(res.natural())
                 recs.append(rec)
-    natural = [f"{n}_natural" for n in ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")]
-    return pd.DataFrame(recs, columns=["analysis", "outcome", "measure", "method", "test", *FIELDS, *natural])
+    return pd.DataFrame(recs, columns=list(POOLED_COLUMNS))
 
 
 def _fmt(x, d=3):
@@ -231,12 +233,8 @@ def _jsonable(v):
 
 def _target_frame(an: Analysis, t: dict) -> tuple[pd.DataFrame, str]:
     """The rows a target was pooled from, and its measure."""
-    outcome = t["outcome"]
-    measure = t.get("measure") or an.measure_of(outcome)
-    if measure not in io.MEASURES:
-        measure = an.measure_of(outcome)
-    frame = outcome_frame(an, outcome, t.get("comparison")) if len(an.table) else pd.DataFrame()
-    return frame, measure
+    frame = outcome_frame(an, t["outcome"], t.get("comparison")) if len(an.table) else pd.DataFrame()
+    return frame, target_measure(an.spec, t)
 
 
 def _restates_target(frame: pd.DataFrame, target: dict) -> bool:
@@ -277,8 +275,7 @@ def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
         f.insert(1, "outcome", t["outcome"])
         f.insert(0, "analysis", an.name)
         parts.append(f)
-    cols = ["analysis", "target", "outcome", "method", "test", "zero_cells", "add", "to", "drop00", "k", "estimate",
-            "ci_lower", "ci_upper", "tau2", "i2", "matches_estimate", "matches_ci", "max_abs_diff"]
+    cols = list(FORENSICS_COLUMNS)
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
@@ -319,76 +316,49 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
     (and, given :func:`forensics_table`, the likely method behind the published number)."""
     out = []
     for t in an.spec["targets"]:
-        outcome = t["outcome"]
         frame, measure = _target_frame(an, t)
         ratio = measure in io.RATIO_MEASURES
         method, how = published_method(t)
-        listed = [x for x in an.spec.get("trials") or []
-                  if not x.get("outcomes") or outcome in x["outcomes"]]
-        missing = [f"{x['study']} ({x.get('reason')})" for x in listed if x["status"] == "missing"]
-        # K: the paper's k where printed, else the trials the YAML lists for this outcome
-        k_pub = t.get("k")
-        if k_pub is None and t.get("trial_set") != "other":
-            k_pub = len(listed) or None
-        rec = {"analysis": an.name, "claim": an.spec["claim"], "outcome": outcome, "target": t["label"],
-               "published_estimate": t.get("estimate"), "published_ci_lower": t.get("ci_lower"),
-               "published_ci_upper": t.get("ci_upper"),
-               "published_method": " ".join(x for x in (t.get("model"), t.get("method")) if x) or None,
-               "reproduced_estimate": None, "reproduced_ci_lower": None, "reproduced_ci_upper": None,
-               "method": None, "k_used": 0, "k_published": k_pub,
-               "modern_estimate": None, "modern_ci_lower": None, "modern_ci_upper": None,
-               "modern_pi_lower": None, "modern_pi_upper": None,
-               "likely_method": None if forensics is None else likely_method(forensics, t["label"], t["outcome"]),
-               "source": t["source"]}
-        if t.get("trial_set") == "other":
-            rec.update(verdict="not_reproducible",
-                       reason="this meta-analysis pooled a different set of trials whose per-trial numbers are "
-                              "not in data/extracted; shown for contrast")
-            out.append(rec)
+        rec, missing = target_record(an.name, an.spec, t)
+        if forensics is not None:
+            rec["likely_method"] = likely_method(forensics, t["label"], t["outcome"])
+        if t.get("trial_set") == "other" or frame.empty:
+            out.append(unpooled_verdict(t, rec, missing, measure))
             continue
-        if not frame.empty and method in ("MH", "PETO") and not set(io.BINARY) <= set(frame.columns):
+        if method in ("MH", "PETO") and not set(io.BINARY) <= set(frame.columns):
             method, how = "FE", f"{method} needs 2x2 counts; inverse-variance FE used instead"
-        if not frame.empty:
-            try:
-                res = _quiet_pool(frame, measure=measure, method=method, test="z", level=level)
-            except InputError as err:
-                rec.update(verdict="not_reproducible", reason=f"data cannot be pooled: {err}")
-                out.append(rec)
-                continue
-            nat = res.natural() or {f"{k}_natural": getattr(res, k) for k in ("estimate", "ci_lower",
-                                                                                 "ci_upper", "pi_lower",
-                                                                                 "pi_upper")}
-            ours = {"estimate": nat["estimate_natural"], "ci_lower": nat["ci_lower_natural"],
-                    "ci_upper": nat["ci_upper_natural"]}
-            rec.update(reproduced_estimate=ours["estimate"], reproduced_ci_lower=ours["ci_lower"],
-                       reproduced_ci_upper=ours["ci_upper"], method=f"{method} (z)", k_used=res.k)
-            mod = _quiet_pool(frame, measure=measure, method=modern[0], test=modern[1], level=level)
-            mn = mod.natural() or {f"{k}_natural": getattr(mod, k) for k in ("estimate", "ci_lower",
-                                                                                 "ci_upper", "pi_lower",
-                                                                                 "pi_upper")}
-            rec.update(modern_estimate=mn["estimate_natural"], modern_ci_lower=mn["ci_lower_natural"],
-                       modern_ci_upper=mn["ci_upper_natural"], modern_pi_lower=mn["pi_lower_natural"],
-                       modern_pi_upper=mn["pi_upper_natural"])
-            if t.get("estimate") is None:
-                v = ("not_reproducible", "the published estimate is not printed in a readable source")
-            else:
-                j = judge(t, ours, ratio=ratio, k_used=res.k, k_published=k_pub, missing=missing,
-                          tolerance=tolerance)
-                v = (j.verdict, f"{j.reason}; method: {how}")
-                if _restates_target(frame, t):
-                    v = (v[0], v[1] + "; circular: the only row is the published result itself (same source, "
-                                      "estimate and CI), so the match checks only the CI-to-SE round trip")
-                excluded = frame.attrs.get("arm_excluded", []) + res.excluded
-                if excluded:
-                    v = (v[0], v[1] + "; excluded: " + "; ".join(f"{e['study']} ({e['reason']})"
-                                                                  for e in excluded))
-                if frame.attrs.get("arm_corrections"):
-                    v = (v[0], v[1] + "; " + "; ".join(f"{c['study']}: {c['action']}"
-                                                       for c in frame.attrs["arm_corrections"]))
-            rec.update(verdict=v[0], reason=v[1])
+        try:
+            res = _quiet_pool(frame, measure=measure, method=method, test="z", level=level)
+        except InputError as err:
+            out.append(dict(rec, verdict="not_reproducible", reason=f"data cannot be pooled: {err}"))
+            continue
+        nat = res.natural() or {f"{k}_natural": getattr(res, k) for k in NATURAL}
+        ours = {"estimate": nat["estimate_natural"], "ci_lower": nat["ci_lower_natural"],
+                "ci_upper": nat["ci_upper_natural"]}
+        rec.update(reproduced_estimate=ours["estimate"], reproduced_ci_lower=ours["ci_lower"],
+                   reproduced_ci_upper=ours["ci_upper"], method=f"{method} (z)", k_used=res.k)
+        mod = _quiet_pool(frame, measure=measure, method=modern[0], test=modern[1], level=level)
+        mn = mod.natural() or {f"{k}_natural": getattr(mod, k) for k in NATURAL}
+        rec.update(modern_estimate=mn["estimate_natural"], modern_ci_lower=mn["ci_lower_natural"],
+                   modern_ci_upper=mn["ci_upper_natural"], modern_pi_lower=mn["pi_lower_natural"],
+                   modern_pi_upper=mn["pi_upper_natural"])
+        if t.get("estimate") is None:
+            v = ("not_reproducible", "the published estimate is not printed in a readable source")
         else:
-            j = judge(t, {}, ratio=ratio, k_used=0, k_published=k_pub, missing=missing)
-            rec.update(verdict=j.verdict, reason=j.reason)
+            j = judge(t, ours, ratio=ratio, k_used=res.k, k_published=rec["k_published"], missing=missing,
+                      tolerance=tolerance)
+            v = (j.verdict, f"{j.reason}; method: {how}")
+            if _restates_target(frame, t):
+                v = (v[0], v[1] + "; circular: the only row is the published result itself (same source, "
+                                  "estimate and CI), so the match checks only the CI-to-SE round trip")
+            excluded = frame.attrs.get("arm_excluded", []) + res.excluded
+            if excluded:
+                v = (v[0], v[1] + "; excluded: " + "; ".join(f"{e['study']} ({e['reason']})"
+                                                              for e in excluded))
+            if frame.attrs.get("arm_corrections"):
+                v = (v[0], v[1] + "; " + "; ".join(f"{c['study']}: {c['action']}"
+                                                   for c in frame.attrs["arm_corrections"]))
+        rec.update(verdict=v[0], reason=v[1])
         out.append(rec)
     return out
 

@@ -10,20 +10,16 @@ row (or YAML path) and column.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import io
 from .errors import InputError
-from .plan import SAFE_LOADER
+from .spec import check_spec
 
 PROVENANCE = ("source", "source_url", "source_location", "quote")
 REQUIRED_CSV = ("study", "outcome") + PROVENANCE + ("derived",)
@@ -76,11 +72,6 @@ class Analysis:
             if t["status"] == "missing" and (not outs or outcome in outs):
                 out.append(t)
         return out
-
-
-def _schema() -> dict:
-    text = resources.files("metarepro").joinpath("schemas/analysis.schema.json").read_text()
-    return json.loads(text)
 
 
 def _number_strings(text: str) -> list[str]:
@@ -156,37 +147,6 @@ def check_csv(path: str | Path, outcomes: list[str] | None = None) -> pd.DataFra
         raise InputError(f"duplicate study '{frame['study'].iloc[i]}' within its outcome", file=name,
                          row=i + 2, column="study")
     return frame
-
-
-def check_spec(path: str | Path) -> dict:
-    """Read and check an analysis YAML against the JSON schema and the rules."""
-    name = str(path)
-    try:
-        spec = yaml.load(Path(path).read_text(encoding="utf-8-sig"), Loader=SAFE_LOADER)
-    except FileNotFoundError:
-        raise InputError("file does not exist", file=name) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"is not valid YAML ({getattr(exc, 'problem', exc)})", file=name,
-                         row=None if mark is None else mark.line + 1) from None
-    if not isinstance(spec, dict):
-        raise InputError("is not a YAML mapping", file=name)
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(spec),
-                    key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        e = errors[0]
-        where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise InputError(e.message, file=name, column=where)
-    stem = Path(path).stem
-    if spec["analysis"] != stem:
-        raise InputError(f"analysis '{spec['analysis']}' must equal the file name '{stem}'", file=name,
-                         column="analysis")
-    outs = [o["name"] for o in spec["outcomes"]]
-    for j, t in enumerate(spec["targets"]):
-        if t["outcome"] not in outs:
-            raise InputError(f"target outcome '{t['outcome']}' is not one of the outcomes", file=name,
-                             column=f"targets.{j}.outcome")
-    return spec
 
 
 def load_analysis(csv_path: str | Path, yaml_path: str | Path) -> Analysis:

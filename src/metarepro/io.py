@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .names import MEASURES, RATIO_MEASURES  # noqa: F401 - part of this module's vocabulary
 
 #: Column families: which columns each kind of input needs.
 BINARY = ("events_t", "total_t", "events_c", "total_c")
@@ -23,8 +24,6 @@ GENERIC_VI = ("yi", "vi")
 GENERIC_SEI = ("yi", "sei")
 GENERIC_CI = ("estimate", "ci_lower", "ci_upper")
 
-MEASURES = ("RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN")
-RATIO_MEASURES = ("RR", "OR", "ROM")
 FAMILY_OF_MEASURE = {
     "RR": BINARY, "OR": BINARY, "RD": BINARY,
     "MD": CONTINUOUS, "SMD": CONTINUOUS, "ROM": CONTINUOUS,

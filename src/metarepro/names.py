@@ -6,3 +6,29 @@ TAU2_ESTIMATORS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 METHODS = ("FE", "MH", "PETO") + TAU2_ESTIMATORS
 #: Inference: Wald z or Hartung-Knapp(-Sidik-Jonkman) t.
 TESTS = ("z", "knha")
+
+#: Effect measures of the engine.
+MEASURES = ("RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN")
+#: Measures pooled on the log scale and reported back on the ratio scale.
+RATIO_MEASURES = ("RR", "OR", "ROM")
+
+#: Fields of a pooled result, in the order of the JSON, the API and pooled.csv.
+FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df",
+          "pi_lower", "pi_upper", "pi_hts_lower", "pi_hts_upper",
+          "tau2", "tau2_ci_lower", "tau2_ci_upper", "i2", "i2_ci_lower", "i2_ci_upper",
+          "h2", "h2_ci_lower", "h2_ci_upper", "q", "q_df", "q_pvalue", "converged")
+#: Fields also given back-transformed (``<field>_natural``) for ratio measures and ZCOR.
+NATURAL = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
+
+#: Columns of results/<analysis>/pooled.csv.
+POOLED_COLUMNS = ("analysis", "outcome", "measure", "method", "test", *FIELDS, *(f"{n}_natural" for n in NATURAL))
+#: Columns of results/<analysis>/forensics.csv.
+FORENSICS_COLUMNS = ("analysis", "target", "outcome", "method", "test", "zero_cells", "add", "to", "drop00", "k",
+                     "estimate", "ci_lower", "ci_upper", "tau2", "i2", "matches_estimate", "matches_ci",
+                     "max_abs_diff")
+#: Columns of results/reproduction.csv (and of each analysis's reproduction.csv).
+REPRODUCTION_COLUMNS = ("analysis", "claim", "outcome", "target", "published_estimate", "published_ci_lower",
+                        "published_ci_upper", "published_method", "reproduced_estimate", "reproduced_ci_lower",
+                        "reproduced_ci_upper", "method", "k_used", "k_published", "verdict", "reason",
+                        "modern_estimate", "modern_ci_lower", "modern_ci_upper", "modern_pi_lower",
+                        "modern_pi_upper", "likely_method", "source")

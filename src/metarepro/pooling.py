@@ -13,16 +13,9 @@ from . import _core, io
 from . import _dist as stats
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
-from .names import METHODS, TESTS
+from .names import FIELDS, METHODS, NATURAL, TESTS
 
 COMMON_EFFECT = ("FE", "MH", "PETO")
-
-#: Names of the per-analysis fields, in the order of the CLI/JSON/CSV output.
-FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df",
-          "pi_lower", "pi_upper", "pi_hts_lower", "pi_hts_upper",
-          "tau2", "tau2_ci_lower", "tau2_ci_upper", "i2", "i2_ci_lower", "i2_ci_upper",
-          "h2", "h2_ci_lower", "h2_ci_upper", "q", "q_df", "q_pvalue", "converged")
-NATURAL = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
 
 
 def _natural(measure):

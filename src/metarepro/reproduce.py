@@ -22,9 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pandas as pd
+from .names import MEASURES, METHODS, RATIO_MEASURES, REPRODUCTION_COLUMNS
 
-from .names import METHODS
+#: Reason given for a target that pooled another set of trials (``trial_set: other``).
+CONTRAST_REASON = ("this meta-analysis pooled a different set of trials whose per-trial numbers are not in "
+                   "data/extracted; shown for contrast")
 
 VERDICTS = ("reproduced", "close", "discrepant", "partial", "not_reproducible")
 DEFAULT_TOLERANCE = 0.10
@@ -115,14 +117,68 @@ def judge(target: dict, ours: dict, *, ratio: bool, k_used: int, k_published: in
     return Verdict("discrepant", f"{shown}; largest difference {dist:.0%} of the printed CI width")
 
 
+def target_measure(spec: dict, target: dict) -> str:
+    """The measure a target is pooled with: its own ``measure`` where it names one of
+    the engine's, else its outcome's, else the analysis's."""
+    outcome = next((o for o in spec["outcomes"] if o["name"] == target["outcome"]), {})
+    default = outcome.get("measure") or spec["measure"]
+    m = target.get("measure") or default
+    return m if m in MEASURES else default
+
+
+def target_record(name: str, spec: dict, target: dict) -> tuple[dict, list[str]]:
+    """The published side of a target's row of ``reproduction.csv`` (the re-pooled
+    side empty, ``k_used`` 0, no verdict yet), and the trials listed as missing
+    for its outcome ("study (reason)").
+
+    ``k_published`` is the paper's k where printed, else the number of trials the
+    YAML lists for the outcome (not guessed for contrast targets).
+    """
+    outcome = target["outcome"]
+    listed = [x for x in spec.get("trials") or [] if not x.get("outcomes") or outcome in x["outcomes"]]
+    missing = [f"{x['study']} ({x.get('reason')})" for x in listed if x["status"] == "missing"]
+    k_pub = target.get("k")
+    if k_pub is None and target.get("trial_set") != "other":
+        k_pub = len(listed) or None
+    rec = dict.fromkeys(REPRODUCTION_COLUMNS)
+    rec.update(analysis=name, claim=spec["claim"], outcome=outcome, target=target["label"],
+               published_estimate=target.get("estimate"), published_ci_lower=target.get("ci_lower"),
+               published_ci_upper=target.get("ci_upper"),
+               published_method=" ".join(x for x in (target.get("model"), target.get("method")) if x) or None,
+               k_used=0, k_published=k_pub, source=target["source"])
+    return rec, missing
+
+
+def unpooled_verdict(target: dict, rec: dict, missing: list[str], measure: str) -> dict:
+    """Verdict of a target with no rows to pool: a contrast target, or one whose
+    trials could not be read (``not_reproducible``, with the missing trials)."""
+    if target.get("trial_set") == "other":
+        return dict(rec, verdict="not_reproducible", reason=CONTRAST_REASON)
+    j = judge(target, {}, ratio=measure in RATIO_MEASURES, k_used=0, k_published=rec["k_published"],
+              missing=missing)
+    return dict(rec, verdict=j.verdict, reason=j.reason)
+
+
+def targets_only_rows(spec: dict) -> list[dict]:
+    """``reproduction.csv`` rows of an analysis without per-trial data (no CSV):
+    every target is judged from the YAML alone, without the statistics stack."""
+    out = []
+    for t in spec["targets"]:
+        rec, missing = target_record(spec["analysis"], spec, t)
+        out.append(unpooled_verdict(t, rec, missing, target_measure(spec, t)))
+    return out
+
+
 def _fmt(x, d=3):
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "NA"
     return f"{x:.{d}f}"
 
 
-def reproduction_markdown(table: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> str:
-    """The cross-analysis reproduction report."""
+def reproduction_markdown(table, tolerance: float = DEFAULT_TOLERANCE) -> str:
+    """The cross-analysis reproduction report (``table``: a DataFrame of reproduction rows)."""
+    import pandas as pd
+
     lines = ["# Reproduction of published claims", "",
              ("Each published pooled estimate is re-pooled from the per-trial numbers in `data/extracted/` "
              "with the method the paper names. Verdicts: **reproduced** (every printed number matches at the "

@@ -49,6 +49,26 @@ def write_text(path, text: str) -> None:
         fh.write(text)
 
 
+def write_records(path, columns, rows) -> None:
+    """Deterministic CSV from a list of dicts, with the standard library only: the
+    same conventions as :func:`write_csv` (empty cell for None, floats to 12
+    significant digits, Unix line endings, minimal quoting)."""
+    import csv
+
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return format(v, ".12g")
+        return v
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows([cell(r.get(c)) for c in columns] for r in rows)
+
+
 def write_csv(frame, path) -> None:
     """Deterministic CSV: 12 significant digits, Unix line endings."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
