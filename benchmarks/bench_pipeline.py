@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,8 @@ def timed(cmd, cwd):
     return el, proc
 
 
-def main():
-    snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+def one_run(snakemake):
+    """Cold run, no-op re-run and the R script, in a fresh copy of the tracked files."""
     with tempfile.TemporaryDirectory() as d:
         files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
         for f in files:
@@ -47,13 +48,31 @@ def main():
         if shutil.which("Rscript"):
             r, r_proc = timed(["Rscript", str(ROOT / "benchmarks" / "pipeline_metafor.R"), "data/extracted",
                                str(Path(d) / "r_out")], d)
-    print(f"pipeline cold run (snakemake --cores 4): {cold:6.1f} s  ({n_fig['png']} PNG, {n_fig['svg']} SVG, {n_fig['pdf']} PDF figures)")
-    print(f"pipeline no-op re-run:                   {noop:6.1f} s")
-    if r is not None:
-        print(f"metafor R script, same pooling + plots:  {r:6.1f} s")
-        print(f"cold run / R script: {cold / r:.1f}x")
-    print(f"CPU time (user + system, all processes): pipeline {cold_proc.cpu:.1f} s on {os.cpu_count()} cores"
-          + (f", R script {r_proc.cpu:.1f} s" if r_proc is not None else ""))
+    return {"cold": cold, "cold_cpu": cold_proc.cpu, "noop": noop, "figures": n_fig,
+            "r": r, "r_cpu": None if r_proc is None else r_proc.cpu}
+
+
+def main():
+    """``python benchmarks/bench_pipeline.py [REPEATS]`` (default 3): every run, then the medians."""
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+    runs = [one_run(snakemake) for _ in range(repeats)]
+    for i, run in enumerate(runs, 1):
+        ratio = f", {run['cold'] / run['r']:.1f}x the R script" if run["r"] else ""
+        print(f"run {i}: cold {run['cold']:5.1f} s, no-op {run['noop']:4.1f} s"
+              + (f", R script {run['r']:4.1f} s" if run["r"] else "") + ratio)
+    med = statistics.median
+    n_fig = runs[0]["figures"]
+    print(f"median of {repeats} runs:")
+    print(f"pipeline cold run (snakemake --cores 4): {med(r['cold'] for r in runs):6.1f} s  "
+          f"({n_fig['png']} PNG, {n_fig['svg']} SVG, {n_fig['pdf']} PDF figures)")
+    print(f"pipeline no-op re-run:                   {med(r['noop'] for r in runs):6.1f} s")
+    if all(r["r"] for r in runs):
+        print(f"metafor R script, same pooling + plots:  {med(r['r'] for r in runs):6.1f} s")
+        print(f"cold run / R script: {med(r['cold'] / r['r'] for r in runs):.1f}x (median of the per-run ratios)")
+    print(f"CPU time (user + system, all processes): pipeline {med(r['cold_cpu'] for r in runs):.1f} s on "
+          f"{os.cpu_count()} cores" + (f", R script {med(r['r_cpu'] for r in runs):.1f} s" if all(r["r"] for r in runs)
+                                      else ""))
 
 
 if __name__ == "__main__":
