@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import io
 from .errors import InputError
-from .spec import check_spec
+from .spec import check_spec, outcome_measure
 
 PROVENANCE = ("source", "source_url", "source_location", "quote")
 REQUIRED_CSV = ("study", "outcome") + PROVENANCE + ("derived",)
@@ -42,10 +42,7 @@ class Analysis:
         return [o["name"] for o in self.spec["outcomes"]]
 
     def measure_of(self, outcome: str) -> str:
-        for o in self.spec["outcomes"]:
-            if o["name"] == outcome and o.get("measure"):
-                return o["measure"]
-        return self.spec["measure"]
+        return outcome_measure(self.spec, outcome)
 
     def rows(self, outcome: str) -> pd.DataFrame:
         """The rows of one outcome, keeping only the data columns its rows fill,

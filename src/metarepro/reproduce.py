@@ -120,8 +120,9 @@ def judge(target: dict, ours: dict, *, ratio: bool, k_used: int, k_published: in
 def target_measure(spec: dict, target: dict) -> str:
     """The measure a target is pooled with: its own ``measure`` where it names one of
     the engine's, else its outcome's, else the analysis's."""
-    outcome = next((o for o in spec["outcomes"] if o["name"] == target["outcome"]), {})
-    default = outcome.get("measure") or spec["measure"]
+    from .spec import outcome_measure
+
+    default = outcome_measure(spec, target["outcome"])
     m = target.get("measure") or default
     return m if m in MEASURES else default
 

@@ -22,6 +22,14 @@ def _schema() -> dict:
     return json.loads(text)
 
 
+def outcome_measure(spec: dict, outcome: str) -> str:
+    """The measure of an outcome: its own ``measure`` where the YAML names one, else the analysis's."""
+    for o in spec["outcomes"]:
+        if o["name"] == outcome and o.get("measure"):
+            return o["measure"]
+    return spec["measure"]
+
+
 def check_spec(path: str | Path) -> dict:
     """Read and check an analysis YAML against the JSON schema and the rules."""
     name = str(path)
