@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .batch import Fit, drive, value
 from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
 from .names import FIELDS, FORENSICS_COLUMNS, NATURAL, POOLED_COLUMNS, REPRODUCTION_COLUMNS, TESTS  # noqa: F401
-from .pooling import PoolResult, pool
+from .pooling import PoolResult, _clean, pool
 from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
     DEFAULT_TOLERANCE,
     judge,
@@ -116,23 +117,28 @@ def _quiet_pool(frame, **kw) -> PoolResult:
 
 def pooled_table(an: Analysis, tests=TESTS, level: float = 95) -> pd.DataFrame:
     """One row per outcome × method × test with the engine's fields."""
+    return drive(pooled_table_fits(an, tests=tests, level=level))
+
+
+def pooled_table_fits(an: Analysis, tests=TESTS, level: float = 95):
+    """:func:`pooled_table` as a conversation of :mod:`metarepro.batch` (it yields
+    the fits of each outcome and returns the table), to be fitted alone or in a batch."""
     recs = []
     for outcome in an.outcomes():
         frame = outcome_frame(an, outcome)
         if frame.empty:
             continue
         measure = an.measure_of(outcome)
-        for method in applicable_methods(frame, measure):
-            for test in tests:
-                if method in ("MH", "PETO") and test != "z":
-                    continue
-                res = _quiet_pool(frame, measure=measure, method=method, test=test, level=level)
-                d = res.to_dict()
-                rec = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method,
-                       "test": test}
-                rec.update({k: d[k] for k in FIELDS})
-                rec.update(res.natural())
-                recs.append(rec)
+        plan = [(method, test) for method in applicable_methods(frame, measure) for test in tests
+                if not (method in ("MH", "PETO") and test != "z")]
+        fits = yield [Fit(frame, measure, method, test, level, studies=False) for method, test in plan]
+        for (method, test), res in zip(plan, fits):
+            res = value(res)
+            rec = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method,
+                   "test": test}
+            rec.update({k: _clean(getattr(res, k)) for k in FIELDS})
+            rec.update(res.natural())
+            recs.append(rec)
     return pd.DataFrame(recs, columns=list(POOLED_COLUMNS))
 
 
@@ -173,19 +179,27 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
     tau² estimator under every test side by side; every corrected or excluded
     study with the reason; trials missing from the evidence base.
     """
+    return drive(heterogeneity_fits(an, outcome, method=method, test=test, level=level))
+
+
+def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: str = "adhoc",
+                       level: float = 95):
+    """:func:`heterogeneity` as a conversation of :mod:`metarepro.batch`."""
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
-    main = _quiet_pool(frame, measure=measure, method=method, test=test, level=level)
+    plan = [(m, t) for m in ("FE",) + RE_METHODS for t in TESTS]
+    fits = yield [Fit(frame, measure, method, test, level)] + [Fit(frame, measure, m, t, level, studies=False)
+                                                                for m, t in plan]
+    main = value(fits[0])
     rows = []
-    for m in ("FE",) + RE_METHODS:
-        for t in TESTS:
-            r = _quiet_pool(frame, measure=measure, method=m, test=t, level=level)
-            rows.append({"method": m, "test": t, "tau2": r.tau2, "tau2_ci_lower": r.tau2_ci_lower,
-                         "tau2_ci_upper": r.tau2_ci_upper, "tau2_ci_lower_censored": r.tau2_ci_lower_censored,
-                         "tau2_ci_upper_censored": r.tau2_ci_upper_censored, "i2": r.i2, "estimate": r.estimate,
-                         "ci_lower": r.ci_lower, "ci_upper": r.ci_upper, "pi_lower": r.pi_lower,
-                         "pi_upper": r.pi_upper, "pvalue": r.pvalue, "converged": r.converged,
-                         **{f"{k}": v for k, v in r.natural().items()}})
+    for (m, t), r in zip(plan, fits[1:]):
+        r = value(r)
+        rows.append({"method": m, "test": t, "tau2": r.tau2, "tau2_ci_lower": r.tau2_ci_lower,
+                     "tau2_ci_upper": r.tau2_ci_upper, "tau2_ci_lower_censored": r.tau2_ci_lower_censored,
+                     "tau2_ci_upper_censored": r.tau2_ci_upper_censored, "i2": r.i2, "estimate": r.estimate,
+                     "ci_lower": r.ci_lower, "ci_upper": r.ci_upper, "pi_lower": r.pi_lower,
+                     "pi_upper": r.pi_upper, "pvalue": r.pvalue, "converged": r.converged,
+                     **{f"{k}": v for k, v in r.natural().items()}})
     missing = [{"study": t["study"], "reason": t.get("reason")} for t in an.trials_missing(outcome)]
     d = main.to_dict()
     report = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method, "test": test,
@@ -285,7 +299,12 @@ def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
     (:func:`~metarepro.diagnostics.method_forensics`), compared with the
     printed numbers at their printed precision. One block of rows per target,
     best match first; empty when no target has data."""
-    from .diagnostics import method_forensics
+    return drive(forensics_table_fits(an, level=level))
+
+
+def forensics_table_fits(an: Analysis, level: float = 95):
+    """:func:`forensics_table` as a conversation of :mod:`metarepro.batch`."""
+    from .diagnostics import method_forensics_fits
     from .reproduce import decimals_of
 
     parts = []
@@ -295,13 +314,11 @@ def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
         frame, measure = _target_frame(an, t)
         if frame.empty:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MetareproWarning)
-            try:
-                f = method_forensics(frame, measure, t["estimate"], t.get("ci_lower"), t.get("ci_upper"),
-                                     decimals=decimals_of(t), level=level)
-            except InputError:
-                continue
+        try:
+            f = yield from method_forensics_fits(frame, measure, t["estimate"], t.get("ci_lower"),
+                                                 t.get("ci_upper"), decimals=decimals_of(t), level=level)
+        except InputError:
+            continue
         na = (f["zero_cells"] == "not applicable").to_numpy()
         for c in ("add", "to", "drop00"):
             f[c] = f[c].astype(object).where(~na, None)
@@ -348,6 +365,12 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
                       modern=("REML", "adhoc"), forensics: pd.DataFrame | None = None) -> list[dict]:
     """One row per published target: published vs re-pooled numbers and the verdict
     (and, given :func:`forensics_table`, the likely method behind the published number)."""
+    return drive(reproduction_rows_fits(an, tolerance=tolerance, level=level, modern=modern, forensics=forensics))
+
+
+def reproduction_rows_fits(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, level: float = 95,
+                           modern=("REML", "adhoc"), forensics: pd.DataFrame | None = None):
+    """:func:`reproduction_rows` as a conversation of :mod:`metarepro.batch`."""
     out = []
     for t in an.spec["targets"]:
         frame, measure = _target_frame(an, t)
@@ -361,8 +384,11 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
             continue
         if method in ("MH", "PETO") and not io.counts_on_every_row(frame, measure):
             method, how = "FE", f"{method} needs 2x2 counts on every row; inverse-variance FE used instead"
+        # the modern model is fitted with the published one; it is read only if that one could be fitted
+        fits = yield [Fit(frame, measure, method, "z", level, studies=False),
+                      Fit(frame, measure, modern[0], modern[1], level, studies=False)]
         try:
-            res = _quiet_pool(frame, measure=measure, method=method, test="z", level=level)
+            res = value(fits[0])
         except InputError as err:
             out.append(dict(rec, verdict="not_reproducible", reason=f"data cannot be pooled: {err}"))
             continue
@@ -371,7 +397,7 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
                 "ci_upper": nat["ci_upper_natural"]}
         rec.update(reproduced_estimate=ours["estimate"], reproduced_ci_lower=ours["ci_lower"],
                    reproduced_ci_upper=ours["ci_upper"], method=f"{method} (z)", k_used=res.k)
-        mod = _quiet_pool(frame, measure=measure, method=modern[0], test=modern[1], level=level)
+        mod = value(fits[1])
         mn = mod.natural() or {f"{k}_natural": getattr(mod, k) for k in NATURAL}
         rec.update(modern_estimate=mn["estimate_natural"], modern_ci_lower=mn["ci_lower_natural"],
                    modern_ci_upper=mn["ci_upper_natural"], modern_pi_lower=mn["pi_lower_natural"],

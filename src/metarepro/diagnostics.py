@@ -33,6 +33,7 @@ import pandas as pd
 
 from . import _core, io
 from . import _dist as stats
+from .batch import Fit, drive, value
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
 from .metareg import fit_batch, meta_regression, model_matrix
@@ -1158,6 +1159,15 @@ def method_forensics(
         ``matches_estimate, matches_ci, max_abs_diff`` (largest absolute
         difference over the published numbers given), sorted best first.
     """
+    return drive(method_forensics_fits(frame, measure, target_estimate, target_ci_lower, target_ci_upper,
+                                       decimals=decimals, level=level))
+
+
+def method_forensics_fits(frame, measure, target_estimate, target_ci_lower=None, target_ci_upper=None,
+                          decimals=2, level=95):
+    """:func:`method_forensics` as a conversation of :mod:`metarepro.batch`: it yields
+    every fit (the inverse-variance models on each convention's study effects, the
+    MH and Peto models on the counts) and returns the table."""
     families = io.row_families(frame, measure)
     binary = io.counts_on_every_row(frame, measure)
     some_counts = io.BINARY in families
@@ -1167,59 +1177,29 @@ def method_forensics(
     for j, (name, add, to, drop00) in enumerate(convs):
         eff = compute_effects(frame, measure, add=add, to=to, drop00=drop00)
         ok = np.isfinite(eff.yi) & np.isfinite(eff.vi)
-        stacked.append(pd.DataFrame({"_conv": j, "study": labels[ok], "yi": eff.yi[ok], "vi": eff.vi[ok]}))
-    gen = pd.concat(stacked, ignore_index=True)
-    rows = []
+        stacked.append(pd.DataFrame({"study": labels[ok], "yi": eff.yi[ok], "vi": eff.vi[ok]}))
+    empty = not any(len(g) for g in stacked)  # then the first fit gives the error of an empty table
     methods = [
         m
         for m in FORENSIC_METHODS
         if not (m == "MH" and not (binary and measure in ("RR", "OR", "RD")))
         and not (m == "PETO" and not (binary and measure == "OR"))
     ]
+    plan = []  # (convention, method, test, fit), in the order of the table
     for m in methods:
         for t in ("z",) if m in ("MH", "PETO") else TESTS:
-            if m in ("MH", "PETO"):
-                for j, (name, add, to, drop00) in enumerate(convs):
-                    r = _quiet(
-                        pool,
-                        frame,
-                        measure=measure,
-                        method=m,
-                        test=t,
-                        level=level,
-                        add=add,
-                        to=to,
-                        drop00=drop00,
-                    )
-                    rows.append(
-                        {
-                            "_conv": j,
-                            "method": m,
-                            "test": t,
-                            "k": r.k,
-                            "est": r.estimate,
-                            "lo": r.ci_lower,
-                            "hi": r.ci_upper,
-                            "tau2": r.tau2,
-                            "i2": r.i2,
-                        }
-                    )
-            else:
-                summ = _quiet(pool, gen, measure="GEN", method=m, test=t, level=level, by="_conv").summary
-                for _, s in summ.iterrows():
-                    rows.append(
-                        {
-                            "_conv": int(s["_conv"]),
-                            "method": m,
-                            "test": t,
-                            "k": int(s["k"]),
-                            "est": s["estimate"],
-                            "lo": s["ci_lower"],
-                            "hi": s["ci_upper"],
-                            "tau2": s["tau2"],
-                            "i2": s["i2"],
-                        }
-                    )
+            for j, (name, add, to, drop00) in enumerate(convs):
+                if m in ("MH", "PETO"):
+                    plan.append((j, m, t, Fit(frame, measure, m, t, level, add=add, to=to, drop00=drop00,
+                                              studies=False)))
+                elif len(stacked[j]) or (empty and j == 0):
+                    plan.append((j, m, t, Fit(stacked[j], "GEN", m, t, level, studies=False)))
+    fits = yield [p[3] for p in plan]
+    rows = []
+    for (j, m, t, _), r in zip(plan, fits):
+        r = value(r)
+        rows.append({"_conv": j, "method": m, "test": t, "k": r.k, "est": r.estimate, "lo": r.ci_lower,
+                     "hi": r.ci_upper, "tau2": r.tau2, "i2": r.i2})
     out = pd.DataFrame(rows)
     fn = _natural(measure) or (lambda x: x)
     with np.errstate(over="ignore"):
