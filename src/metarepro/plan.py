@@ -67,3 +67,65 @@ def moderators(yaml_path: str | Path) -> list[str]:
     except Exception:  # noqa: BLE001 - reported by the rule
         return []
     return [m for m in names if isinstance(m, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", m)]
+
+
+def batches(names: list[str], batch_size: int) -> dict[str, list[str]]:
+    """Analyses in batches of about ``batch_size``, by a stable hash of the name.
+
+    The number of batches is the smallest power of two that holds the analyses
+    at ``batch_size`` each, and an analysis's batch is its name's CRC-32 modulo that
+    number: adding or removing an analysis changes only its own batch (so only that
+    batch re-runs), except when the count doubles or halves the batches. Empty
+    batches are left out. Returns batch id ("b<i>") -> sorted names.
+    """
+    import zlib
+
+    n = 1
+    while n * batch_size < len(names):
+        n *= 2
+    width = len(str(n - 1))
+    out: dict[str, list[str]] = {}
+    for name in sorted(names):
+        out.setdefault(f"b{zlib.crc32(name.encode()) % n:0{width}d}", []).append(name)
+    return dict(sorted(out.items()))
+
+
+def checked(pairs: dict[str, tuple[str, str | None]], cache: str | Path, stamp: str, check) -> dict[str, str | None]:
+    """The one-line error of each analysis (None where it is sound), from ``check(yaml, csv)``.
+
+    Results are kept in ``cache`` (JSON) under the size and modification time of the
+    analysis's files and ``stamp`` (the engine's sources), so that a re-run checks
+    only what changed, and imports nothing heavy when nothing did.
+    """
+    import json
+
+    def key(yaml_path, csv_path):
+        parts = [stamp]
+        for p in (yaml_path, csv_path):
+            try:
+                st = Path(p).stat() if p else None
+            except FileNotFoundError:
+                st = None
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}" if st else "-")
+        return "|".join(parts)
+
+    cache = Path(cache)
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        known = {}
+    out, fresh = {}, {}
+    for name, (yaml_path, csv_path) in pairs.items():
+        k = key(yaml_path, csv_path)
+        hit = known.get(name)
+        if hit is not None and hit[0] == k:
+            out[name] = hit[1]
+        else:
+            out[name] = check(yaml_path, csv_path)
+        fresh[name] = [k, out[name]]
+    if fresh != known:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(fresh, indent=0, sort_keys=True), encoding="utf-8")
+        tmp.replace(cache)
+    return out

@@ -1,22 +1,26 @@
-# Validation first, then the analyses and their outcomes, read once (cheaply: metarepro.plan
-# needs only the standard library and PyYAML).
+# Planning: validate the config, find the analyses and their outcomes (metarepro.plan: standard
+# library and PyYAML only), check every analysis (cached, so a no-op re-run checks nothing), and
+# put the sound ones in batches. Every step rule runs once per batch; the functions below give
+# each rule its inputs, outputs and params.
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
 
 import metarepro
-from metarepro.plan import discover, moderators, outcomes_with_data
+from metarepro.plan import batches, checked, discover, moderators, outcomes_with_data
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 EXTRACTED = Path(config["extracted_dir"])
 ANALYSES = config["analyses"] or discover(EXTRACTED)
-FIGURES = ("forest", "funnel")
-# Diagnostic figures, PNG only (one per outcome; bubble plots one per moderator).
-DIAGNOSTIC_FIGURES = ("sensitivity", "influence", "baujat")
 CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
-FORMATS = ("png", "svg", "pdf")
+# Where a step writes: metarepro.steps.Layout, shared with the scripts through params.
+LAYOUT = {"analysis": "results/{analysis}/{file}", "outcome": "results/{analysis}/{outcome}/{file}"}
+# Figures drawn and their formats (config.yaml); a figure with no format is not drawn.
+FIGURES = {kind: list(formats) for kind, formats in config["figures"].items() if formats}
+DIAGNOSTIC_FIGURES = [k for k in ("sensitivity", "influence", "baujat", "bubble") if k in FIGURES]
 
 
 def engine_sources():
@@ -32,13 +36,28 @@ def engine_sources():
 ENGINE = engine_sources()
 
 
-def analysis_inputs(analysis):
-    """The YAML, the CSV when per-trial data exist, and the engine's sources."""
-    files = {"spec": str(EXTRACTED / f"{analysis}.yaml"), "engine": ENGINE}
+def analysis_files(analysis):
+    """The YAML and, when per-trial data exist, the CSV of an analysis."""
     csv = EXTRACTED / f"{analysis}.csv"
-    if csv.exists():
-        files["table"] = str(csv)
-    return files
+    return str(EXTRACTED / f"{analysis}.yaml"), (str(csv) if csv.exists() else None)
+
+
+def _check(yaml, csv):
+    from metarepro.steps import check
+
+    return check(yaml, csv)
+
+
+def _engine_stamp():
+    return ";".join(f"{p}:{Path(p).stat().st_size}:{Path(p).stat().st_mtime_ns}" for p in ENGINE)
+
+
+# A malformed analysis is kept out of the batches: it fails its own job (rule invalid), alone.
+PROBLEMS = checked({a: analysis_files(a) for a in ANALYSES}, Path(".snakemake") / "metarepro" / "checks.json",
+                   _engine_stamp(), _check)
+SOUND = [a for a in ANALYSES if PROBLEMS[a] is None]
+MALFORMED = [a for a in ANALYSES if PROBLEMS[a] is not None]
+BATCHES = batches(SOUND, config["batch_size"])
 
 
 def outcomes(analysis):
@@ -49,57 +68,90 @@ def analysis_moderators(analysis):
     return moderators(EXTRACTED / f"{analysis}.yaml")
 
 
-def _figure(analysis, outcome, kind, ext, caption=None):
-    path = f"results/{analysis}/{outcome}/{kind}.{ext}"
-    if ext != "png":
-        return path
-    caption = caption or kind
-    return report(
-        path,
-        caption=str(CAPTIONS / f"{caption}.rst"),
-        category=f"{caption.capitalize()} plots",
-        labels={"analysis": analysis, "outcome": outcome, "figure": kind},
-    )
-
-
-def analysis_outputs(analysis):
-    """Named outputs of one analysis: key '<outcome>__<file>' for per-outcome files."""
-    out = {
-        "pooled": f"results/{analysis}/pooled.csv",
-        "reproduction": f"results/{analysis}/reproduction.csv",
-        "forensics": f"results/{analysis}/forensics.csv",
-    }
-    for o in outcomes(analysis):
-        out[f"{o}__heterogeneity_json"] = f"results/{analysis}/{o}/heterogeneity.json"
-        out[f"{o}__heterogeneity_md"] = report(
-            f"results/{analysis}/{o}/heterogeneity.md",
-            caption=str(CAPTIONS / "heterogeneity.rst"),
-            category="Heterogeneity",
-            labels={"analysis": analysis, "outcome": o},
-        )
-        for kind in FIGURES:
-            for ext in FORMATS:
-                out[f"{o}__{kind}_{ext}"] = _figure(analysis, o, kind, ext)
-        out[f"{o}__robustness_json"] = f"results/{analysis}/{o}/robustness.json"
-        out[f"{o}__robustness_md"] = report(
-            f"results/{analysis}/{o}/robustness.md",
-            caption=str(CAPTIONS / "robustness.rst"),
-            category="Robustness",
-            labels={"analysis": analysis, "outcome": o},
-        )
-        for kind in DIAGNOSTIC_FIGURES:
-            out[f"{o}__{kind}_png"] = _figure(analysis, o, kind, "png")
-        for m in analysis_moderators(analysis):
-            out[f"{o}__bubble_{m}_png"] = _figure(analysis, o, f"bubble_{m}", "png", caption="bubble")
+def entries(batch):
+    """The analyses of a batch as metarepro.steps.Entry fields (params of every step rule)."""
+    out = []
+    for a in BATCHES[batch]:
+        yaml, csv = analysis_files(a)
+        out.append({"name": a, "yaml": yaml, "csv": csv, "outcomes": outcomes(a),
+                    "moderators": analysis_moderators(a)})
     return out
+
+
+def batch_inputs(batch):
+    """The files of a batch's analyses and the engine's sources."""
+    files = []
+    for a in BATCHES[batch]:
+        files += [f for f in analysis_files(a) if f]
+    return {"analyses": files, "engine": ENGINE}
+
+
+def result(analysis, file, outcome=None):
+    if outcome is None:
+        return LAYOUT["analysis"].format(analysis=analysis, file=file)
+    return LAYOUT["outcome"].format(analysis=analysis, outcome=outcome, file=file)
+
+
+def _reported(path, caption, category, **labels):
+    return report(path, caption=str(CAPTIONS / f"{caption}.rst"), category=category, labels=labels)
+
+
+def analysis_results(batch, file):
+    """One file per analysis of a batch (pooled.csv, forensics.csv, reproduction.csv)."""
+    return [result(a, file) for a in BATCHES[batch]]
+
+
+def outcome_results(batch, *files):
+    """Files per outcome with data of a batch's analyses (heterogeneity, robustness)."""
+    out = []
+    for a in BATCHES[batch]:
+        for o in outcomes(a):
+            for f in files:
+                path = result(a, f, o)
+                if f.endswith(".md"):
+                    kind = f.split(".")[0]
+                    path = _reported(path, kind, kind.capitalize(), analysis=a, outcome=o)
+                out.append(path)
+    return out
+
+
+def figure_results(batch, *kinds):
+    """Figure files per outcome with data of a batch's analyses: every configured format of
+    each of ``kinds`` (bubble: one per moderator); PNGs are marked for the report."""
+    out = []
+    for a in BATCHES[batch]:
+        for o in outcomes(a):
+            for kind in kinds:
+                names = [f"bubble_{m}" for m in analysis_moderators(a)] if kind == "bubble" else [kind]
+                for name in names:
+                    for ext in FIGURES[kind]:
+                        path = result(a, f"{name}.{ext}", o)
+                        if ext == "png":
+                            path = _reported(path, kind, f"{kind.capitalize()} plots", analysis=a, outcome=o,
+                                             figure=name)
+                        out.append(path)
+    return out
+
+
+def verdict_tables(wildcards):
+    """Every analysis's reproduction.csv, for the table across analyses."""
+    return [result(a, "reproduction.csv") for a in ANALYSES]
+
+
+def malformed_inputs(wildcards):
+    return [f for f in analysis_files(wildcards.analysis) if f]
+
+
+# Names a malformed analysis can take (none: a pattern that matches nothing).
+MALFORMED_PATTERN = "|".join(re.escape(a) for a in MALFORMED) or "(?!)"
 
 
 def all_outputs():
     files = ["results/reproduction.csv", "results/reproduction.md"]
-    for a in ANALYSES:
-        files += list(analysis_outputs(a).values())
+    for b in BATCHES:
+        files += analysis_results(b, "pooled.csv") + analysis_results(b, "forensics.csv")
+        files += analysis_results(b, "reproduction.csv")
+        files += outcome_results(b, "heterogeneity.json", "heterogeneity.md", "robustness.json", "robustness.md")
+        files += figure_results(b, *[k for k in ("forest", "funnel") if k in FIGURES], *DIAGNOSTIC_FIGURES)
+    files += [result(a, "reproduction.csv") for a in MALFORMED]
     return files
-
-
-def per_analysis_reproduction(wildcards):
-    return [f"results/{a}/reproduction.csv" for a in ANALYSES]

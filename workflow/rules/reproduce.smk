@@ -1,6 +1,7 @@
+# Across analyses: every published target beside its re-pooled and modern estimates.
 rule reproduction:
     input:
-        tables=per_analysis_reproduction,
+        tables=verdict_tables,
         engine=ENGINE,
     output:
         csv=report(
@@ -12,9 +13,11 @@ rule reproduction:
     params:
         tolerance=config["tolerance"],
         modern=config["modern"],
-    conda:
-        "../envs/metarepro.yaml"
     log:
         "logs/reproduction.log",
+    benchmark:
+        "logs/benchmark/reproduction.tsv",
+    conda:
+        "../envs/metarepro.yaml"
     script:
         "../scripts/reproduction.py"

@@ -1,0 +1,9 @@
+"""Step forensics: forensics.csv of every analysis of the batch."""
+
+from metarepro import steps
+from metarepro.scripting import guarded
+
+sm = snakemake  # noqa: F821 - provided by Snakemake
+p = sm.params
+with guarded(sm.log[0]):
+    steps.forensics(p.analyses, p.layout, level=p.level)
