@@ -5,10 +5,12 @@
 # L0 + R0, meta-regression with permutest on each moderator, and PNG plots of leave1out +
 # cumul, influence, Baujat, bubble) and the method forensics (every method x test x
 # zero-cell convention re-fitted once per outcome, as metarepro does per target).
-# Usage: Rscript benchmarks/pipeline_metafor.R data/extracted OUTDIR
+# Usage: Rscript benchmarks/pipeline_metafor.R data/extracted OUTDIR [noplots]
+# ("noplots": the same statistics without drawing, as the pipeline with figures off).
 suppressMessages(library(metafor))
 args <- commandArgs(TRUE)
 indir <- args[1]; outdir <- args[2]
+draw <- length(args) < 3 || args[3] != "noplots"
 dir.create(outdir, showWarnings = FALSE, recursive = TRUE)
 measure_of <- function(yaml_lines) {
   m <- grep("^measure:", yaml_lines, value = TRUE)[1]
@@ -61,13 +63,13 @@ for (csv in list.files(indir, pattern = "\\.csv$", full.names = TRUE)) {
     }
     if (main$k >= 2) {
       l1 <- leave1out(main)
-      png1("sensitivity", 2 + 0.35 * main$k); forest(l1$estimate, ci.lb = l1$ci.lb, ci.ub = l1$ci.ub, slab = l1$slab); dev.off()
+      if (draw) { png1("sensitivity", 2 + 0.35 * main$k); forest(l1$estimate, ci.lb = l1$ci.lb, ci.ub = l1$ci.ub, slab = l1$slab); dev.off() }
       if ("year" %in% names(s)) cumul(main, order = s$year)
-      png1("baujat"); baujat(main); dev.off()
+      if (draw) { png1("baujat"); baujat(main); dev.off() }
     }
     if (main$k >= 3) {
       inf <- influence(main)
-      png1("influence", 6); plot(inf); dev.off()
+      if (draw) { png1("influence", 6); plot(inf); dev.off() }
       try(regtest(main), silent = TRUE); try(regtest(main, model = "lm"), silent = TRUE)
       try(ranktest(main), silent = TRUE)
       try(trimfill(rma(yi, vi, data = es, method = "REML"), estimator = "L0"), silent = TRUE)
@@ -77,11 +79,12 @@ for (csv in list.files(indir, pattern = "\\.csv$", full.names = TRUE)) {
         if (sum(!is.na(x)) >= 3 && length(unique(x)) >= 2) {
           mf <- rma(es$yi, es$vi, mods = ~ x, method = "REML", test = "knha")
           permutest(mf, iter = 1000)
-          png1(paste0("bubble_", mod)); regplot(mf); dev.off()
+          if (draw) { png1(paste0("bubble_", mod)); regplot(mf); dev.off() }
         }
       }
     }
     h <- max(4, 2 + 0.35 * nrow(es))
+    if (!draw) { try(regtest(main), silent = TRUE); next }
     for (ext in names(devices)) {
       devices[[ext]](file.path(outdir, paste0(basename(csv), "_", oc, "_forest.", ext)), h)
       forest(main, slab = s$study, atransf = if (meas %in% c("RR", "OR", "ROM")) exp else NULL)

@@ -3,19 +3,25 @@
 Runs Snakemake in a temporary copy of the tracked files (as a clean clone
 would be), then compares every text file in results/ with what is committed.
 Also: a malformed analysis fails with the one-line message while the others
-finish (--keep-going), and a no-op re-run has nothing to do.
+finish (--keep-going), a no-op re-run has nothing to do, and a run killed halfway
+resumes without redoing finished work and ends with the same results.
 """
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+#: Rules of the workflow's steps (each named <step>_<batch>), and the table across analyses.
+STEPS = ("pool", "heterogeneity", "robustness", "forensics", "verdicts", "forest_plot", "funnel_plot",
+         "diagnostic_plots", "reproduction")
 
 pytestmark = pytest.mark.skipif(not Path(SNAKEMAKE).exists(), reason="snakemake not installed")
 
@@ -67,9 +73,8 @@ def test_engine_edit_reruns_what_it_computes(fresh):
         os.utime(engine, (st.st_atime, st.st_mtime))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
-    planned = {line.split()[0] for line in out.splitlines() if line.startswith(("analyse_", "reproduction"))}
-    analyses = {f"analyse_{p.stem}" for p in (fresh / "data" / "extracted").glob("*.yaml")}
-    assert analyses | {"reproduction"} <= planned, out[-2000:]
+    planned = {line.split()[0].rsplit("_", 1)[0] for line in out.splitlines() if line.startswith(STEPS)}
+    assert set(STEPS) <= planned | {"reproduction"}, out[-2000:]
 
 
 def test_noop_rerun_does_nothing(fresh):
@@ -89,13 +94,19 @@ def test_bad_analysis_fails_alone(fresh, tmp_path):
     cells[head.index(col)] = "oops"
     lines[1] = ",".join(cells)
     (ext / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    start = time.time()
     proc = run(fresh, "--keep-going", "--config", f"extracted_dir={ext}", "--forceall")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert f"row 2, column '{col}': 'oops' is not a number" in out
     assert "Traceback" not in out
-    log = (fresh / "logs" / "analyse" / f"{name}.log").read_text()
+    log = (fresh / "logs" / "check" / f"{name}.log").read_text()
     assert "'oops' is not a number" in log
+    # the others finish: every other analysis's files were written by this run
+    others = [p.stem for p in ext.glob("*.yaml") if p.stem != name]
+    for other in others:
+        for f in ("pooled.csv", "forensics.csv", "reproduction.csv"):
+            assert (fresh / "results" / other / f).stat().st_mtime >= start, (other, f)
 
 
 def test_report_escapes_study_labels(fresh, tmp_path):
@@ -126,3 +137,39 @@ trials: [{{study: "{evil}", status: present}}, {{study: B, status: present}}, {{
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (out / "report.html").read_text()
     assert evil not in html
+
+
+def test_killed_run_resumes(fresh, tmp_path):
+    """Kill the whole run (its process group, SIGKILL) once some jobs have finished and
+    others are running; the re-run redoes only the unfinished jobs and ends with the
+    results of a clean run, byte for byte."""
+    d = tracked_copy(tmp_path / "clone")
+    proc = subprocess.Popen([SNAKEMAKE, "--cores", "2"], cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    bench = d / "logs" / "benchmark"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not list(bench.rglob("*.tsv")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in bench.rglob("*.tsv")}
+    done_outputs = {}
+    for tsv in finished:  # outputs of finished jobs: those of their step and batch
+        step, batch = tsv.parent.name, tsv.stem
+        log = d / "logs" / step / f"{batch}.log"
+        assert log.exists()
+        done_outputs[(step, batch)] = log.stat().st_mtime_ns
+    assert subprocess.run([SNAKEMAKE, "--unlock"], cwd=d, capture_output=True).returncode == 0
+    again = run(d)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for tsv, mtime in finished.items():
+        assert tsv.stat().st_mtime_ns == mtime, f"{tsv.parent.name}/{tsv.stem} was redone"
+    for (step, batch), mtime in done_outputs.items():
+        assert (d / "logs" / step / f"{batch}.log").stat().st_mtime_ns == mtime
+    produced = sorted(str(p.relative_to(d)) for p in (d / "results").rglob("*") if p.is_file())
+    clean = sorted(str(p.relative_to(fresh)) for p in (fresh / "results").rglob("*") if p.is_file())
+    assert produced == clean
+    for rel in produced:
+        if rel.endswith((".csv", ".json", ".md")):
+            assert (d / rel).read_bytes() == (fresh / rel).read_bytes(), rel

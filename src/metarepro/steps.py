@@ -64,7 +64,33 @@ class Layout:
 
 
 def _entries(entries) -> list[Entry]:
+    """Entries given as a list, or as the path of a batch plan (:func:`plan_batch`)."""
+    if isinstance(entries, (str, Path)):
+        import json
+
+        entries = json.loads(Path(entries).read_text(encoding="utf-8"))["analyses"]
     return [e if isinstance(e, Entry) else Entry.of(e) for e in entries]
+
+
+def plan_batch(files, path) -> None:
+    """Write the plan of a batch (JSON): for each analysis (its ``.yaml`` among
+    ``files``, with its ``.csv`` where one is among them) the outcomes that have
+    rows and the moderators. Light (standard library and PyYAML): every step of the
+    batch reads it, so that a step's record holds one input, not the batch's files."""
+    import json
+
+    from .plan import moderators, outcomes_with_data
+    from .scripting import write_text
+
+    files = [str(f) for f in files]
+    csvs = {Path(f).stem: f for f in files if f.endswith(".csv")}
+    out = []
+    for y in sorted((f for f in files if f.endswith(".yaml")), key=lambda f: Path(f).stem):
+        name = Path(y).stem
+        csv = csvs.get(name)
+        out.append({"name": name, "yaml": y, "csv": csv,
+                    "outcomes": outcomes_with_data(csv, y) if csv else [], "moderators": moderators(y)})
+    write_text(path, json.dumps({"analyses": out}, indent=1, sort_keys=True) + "\n")
 
 
 def _layout(layout) -> Layout:

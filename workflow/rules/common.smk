@@ -68,22 +68,14 @@ def analysis_moderators(analysis):
     return moderators(EXTRACTED / f"{analysis}.yaml")
 
 
-def entries(batch):
-    """The analyses of a batch as metarepro.steps.Entry fields (params of every step rule)."""
-    out = []
-    for a in BATCHES[batch]:
-        yaml, csv = analysis_files(a)
-        out.append({"name": a, "yaml": yaml, "csv": csv, "outcomes": outcomes(a),
-                    "moderators": analysis_moderators(a)})
-    return out
+def batch_files(batch):
+    """The YAML and CSV files of a batch's analyses."""
+    return [f for a in BATCHES[batch] for f in analysis_files(a) if f]
 
 
-def batch_inputs(batch):
-    """The files of a batch's analyses and the engine's sources."""
-    files = []
-    for a in BATCHES[batch]:
-        files += [f for f in analysis_files(a) if f]
-    return {"analyses": files, "engine": ENGINE}
+def batch_plan(batch):
+    """The plan of a batch (metarepro.steps.plan_batch), read by every step of the batch."""
+    return f"batches/{batch}.json"
 
 
 def result(analysis, file, outcome=None):

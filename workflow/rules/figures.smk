@@ -8,11 +8,11 @@ for _batch in BATCHES:
             name:
                 f"forest_plot_{_batch}"
             input:
-                **batch_inputs(_batch),
+                plan=batch_plan(_batch),
+                engine=ENGINE,
             output:
                 figures=figure_results(_batch, "forest"),
             params:
-                analyses=entries(_batch),
                 layout=LAYOUT,
                 formats=FIGURES["forest"],
                 modern=config["modern"],
@@ -35,11 +35,11 @@ for _batch in BATCHES:
             name:
                 f"funnel_plot_{_batch}"
             input:
-                **batch_inputs(_batch),
+                plan=batch_plan(_batch),
+                engine=ENGINE,
             output:
                 figures=figure_results(_batch, "funnel"),
             params:
-                analyses=entries(_batch),
                 layout=LAYOUT,
                 formats=FIGURES["funnel"],
                 modern=config["modern"],
@@ -62,11 +62,11 @@ for _batch in BATCHES:
             name:
                 f"diagnostic_plots_{_batch}"
             input:
-                **batch_inputs(_batch),
+                plan=batch_plan(_batch),
+                engine=ENGINE,
             output:
                 figures=figure_results(_batch, *DIAGNOSTIC_FIGURES),
             params:
-                analyses=entries(_batch),
                 layout=LAYOUT,
                 kinds=DIAGNOSTIC_FIGURES,
                 modern=config["modern"],

@@ -4,15 +4,31 @@
 # listed, so each batch gets its own instance of every step (named <step>_<batch>).
 for _batch in BATCHES:
 
+    # The batch's plan (analyses, files, outcomes, moderators): the one input through which
+    # every step of the batch depends on the batch's files.
+    rule:
+        name:
+            f"plan_{_batch}"
+        input:
+            analyses=batch_files(_batch),
+        output:
+            plan=batch_plan(_batch),
+        log:
+            f"logs/plan/{_batch}.log",
+        conda:
+            "../envs/metarepro.yaml"
+        script:
+            "../scripts/plan.py"
+
     rule:
         name:
             f"pool_{_batch}"
         input:
-            **batch_inputs(_batch),
+            plan=batch_plan(_batch),
+            engine=ENGINE,
         output:
             pooled=analysis_results(_batch, "pooled.csv"),
         params:
-            analyses=entries(_batch),
             layout=LAYOUT,
             tests=config["tests"],
             level=config["level"],
@@ -31,11 +47,11 @@ for _batch in BATCHES:
         name:
             f"heterogeneity_{_batch}"
         input:
-            **batch_inputs(_batch),
+            plan=batch_plan(_batch),
+            engine=ENGINE,
         output:
             reports=outcome_results(_batch, "heterogeneity.json", "heterogeneity.md"),
         params:
-            analyses=entries(_batch),
             layout=LAYOUT,
             modern=config["modern"],
             level=config["level"],
@@ -54,11 +70,11 @@ for _batch in BATCHES:
         name:
             f"robustness_{_batch}"
         input:
-            **batch_inputs(_batch),
+            plan=batch_plan(_batch),
+            engine=ENGINE,
         output:
             reports=outcome_results(_batch, "robustness.json", "robustness.md"),
         params:
-            analyses=entries(_batch),
             layout=LAYOUT,
             modern=config["modern"],
             level=config["level"],
@@ -79,11 +95,11 @@ for _batch in BATCHES:
         name:
             f"forensics_{_batch}"
         input:
-            **batch_inputs(_batch),
+            plan=batch_plan(_batch),
+            engine=ENGINE,
         output:
             tables=analysis_results(_batch, "forensics.csv"),
         params:
-            analyses=entries(_batch),
             layout=LAYOUT,
             level=config["level"],
         log:
@@ -101,12 +117,12 @@ for _batch in BATCHES:
         name:
             f"verdicts_{_batch}"
         input:
-            **batch_inputs(_batch),
+            plan=batch_plan(_batch),
+            engine=ENGINE,
             forensics=analysis_results(_batch, "forensics.csv"),
         output:
             tables=analysis_results(_batch, "reproduction.csv"),
         params:
-            analyses=entries(_batch),
             layout=LAYOUT,
             tolerance=config["tolerance"],
             modern=config["modern"],

@@ -6,5 +6,5 @@ from metarepro.scripting import guarded
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
 with guarded(sm.log[0]):
-    steps.funnel_plots(p.analyses, p.layout, formats=p.formats, modern=p.modern, level=p.level,
+    steps.funnel_plots(sm.input.plan, p.layout, formats=p.formats, modern=p.modern, level=p.level,
                        common_method=p.common_method)

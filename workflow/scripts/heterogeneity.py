@@ -6,4 +6,4 @@ from metarepro.scripting import guarded
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
 with guarded(sm.log[0]):
-    steps.heterogeneity(p.analyses, p.layout, method=p.modern["method"], test=p.modern["test"], level=p.level)
+    steps.heterogeneity(sm.input.plan, p.layout, method=p.modern["method"], test=p.modern["test"], level=p.level)

@@ -6,4 +6,4 @@ from metarepro.scripting import guarded
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
 with guarded(sm.log[0]):
-    steps.pool(p.analyses, p.layout, tests=p.tests, level=p.level)
+    steps.pool(sm.input.plan, p.layout, tests=p.tests, level=p.level)

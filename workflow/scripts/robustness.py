@@ -6,5 +6,5 @@ from metarepro.scripting import guarded
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
 with guarded(sm.log[0]):
-    steps.robustness(p.analyses, p.layout, method=p.modern["method"], test=p.modern["test"], level=p.level,
+    steps.robustness(sm.input.plan, p.layout, method=p.modern["method"], test=p.modern["test"], level=p.level,
                      permutations=p.permutations, seed=p.seed)
