@@ -95,3 +95,37 @@ def test_replicate_names_match_files(tmp_path):
     names = replicate(9, tmp_path, ROOT / "data" / "extracted")
     assert len(names) == 9 and sorted(p.stem for p in tmp_path.glob("*.yaml")) == sorted(names)
     shutil.rmtree(tmp_path)
+
+
+def test_batches_are_stable():
+    from metarepro.plan import batches
+
+    names = [f"a{i:03d}" for i in range(40)]
+    b = batches(names, 10)
+    assert len(b) == 4 and sorted(sum(b.values(), [])) == names  # 40 at 10 each: 4 batches (a power of two)
+    grown = batches(names + ["new"], 11)  # 41 at 11 each: still 4 batches, only the new one's batch changes
+    changed = [k for k in grown if grown[k] != b.get(k)]
+    assert len(changed) == 1 and "new" in grown[changed[0]]
+    assert batches(names, 1000) == {"b0": names}
+
+
+def test_checks_are_cached(tmp_path):
+    from metarepro.plan import checked
+
+    (tmp_path / "a.yaml").write_text("x")
+    (tmp_path / "b.yaml").write_text("y")
+    seen = []
+
+    def check(yaml, csv):
+        seen.append(yaml)
+        return "bad" if yaml.endswith("b.yaml") else None
+
+    pairs = {n: (str(tmp_path / f"{n}.yaml"), None) for n in ("a", "b")}
+    cache = tmp_path / "cache.json"
+    assert checked(pairs, cache, "engine", check) == {"a": None, "b": "bad"}
+    assert checked(pairs, cache, "engine", check) == {"a": None, "b": "bad"} and len(seen) == 2
+    (tmp_path / "b.yaml").write_text("changed")
+    checked(pairs, cache, "engine", check)
+    assert seen[2:] == [pairs["b"][0]]  # only the edited file is checked again
+    checked(pairs, cache, "engine edited", check)
+    assert len(seen) == 5  # an edited engine checks everything again

@@ -93,8 +93,8 @@ def batches(names: list[str], batch_size: int) -> dict[str, list[str]]:
 def checked(pairs: dict[str, tuple[str, str | None]], cache: str | Path, stamp: str, check) -> dict[str, str | None]:
     """The one-line error of each analysis (None where it is sound), from ``check(yaml, csv)``.
 
-    Results are kept in ``cache`` (JSON) under the size and modification time of the
-    analysis's files and ``stamp`` (the engine's sources), so that a re-run checks
+    Results are kept in ``cache`` (JSON) under the path, size and modification time of
+    the analysis's files and ``stamp`` (the engine's sources), so that a re-run checks
     only what changed, and imports nothing heavy when nothing did.
     """
     import json
@@ -106,7 +106,7 @@ def checked(pairs: dict[str, tuple[str, str | None]], cache: str | Path, stamp: 
                 st = Path(p).stat() if p else None
             except FileNotFoundError:
                 st = None
-            parts.append(f"{st.st_size}:{st.st_mtime_ns}" if st else "-")
+            parts.append(f"{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns}" if st else "-")
         return "|".join(parts)
 
     cache = Path(cache)

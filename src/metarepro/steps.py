@@ -125,7 +125,10 @@ def problem(yaml: str, csv: str | None = None) -> InputError | None:
 
     try:
         an = _load([Entry(name=Path(yaml).stem, yaml=yaml, csv=csv)])[0]
+        present = set(an.table["outcome"])
         for o in an.outcomes():
+            if o not in present:
+                continue
             frame = outcome_frame(an, o)
             if len(frame):
                 compute_effects(frame, an.measure_of(o))
