@@ -38,7 +38,7 @@ SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).with_name("sna
 FIGURE_STEPS = ("forest_plot", "funnel_plot", "diagnostic_plots")
 NO_FIGURES = "figures: {forest: [], funnel: [], sensitivity: [], influence: [], baujat: [], bubble: []}\n"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from replicate import replicate  # noqa: E402
+from replicate import replicate
 
 
 def timed(cmd, cwd):

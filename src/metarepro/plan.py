@@ -129,3 +129,14 @@ def checked(pairs: dict[str, tuple[str, str | None]], cache: str | Path, stamp: 
         tmp.write_text(json.dumps(fresh, indent=0, sort_keys=True), encoding="utf-8")
         tmp.replace(cache)
     return out
+
+
+def fingerprint(files, path) -> None:
+    """Write one line per file, its SHA-256 and its path: a single small file that
+    changes when any of ``files`` does (the pipeline's jobs depend on the engine's
+    sources through it, so that Snakemake checksums one input per output, not dozens)."""
+    import hashlib
+
+    lines = [f"{hashlib.sha256(Path(f).read_bytes()).hexdigest()}  {f}" for f in sorted(map(str, files))]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

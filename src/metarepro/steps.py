@@ -178,11 +178,15 @@ def heterogeneity(entries, layout, *, method: str = "REML", test: str = "adhoc",
         log.info("%s / %s: k = %d", an.name, o, report["k"])
 
 
-def forensics(entries, layout, *, level: float = 95) -> None:
+def forensics(entries, layout, batch_table, *, level: float = 95) -> None:
     """``forensics.csv`` of every analysis: every method × tau² estimator × test ×
-    zero-cell convention for each published target with data."""
+    zero-cell convention for each published target with data; and all of them in
+    ``batch_table`` (what :func:`verdicts` reads)."""
+    import pandas as pd
+
     from .analysis import forensics_table_fits
     from .batch import drive_many
+    from .names import FORENSICS_COLUMNS
     from .scripting import write_csv
 
     entries, layout = _entries(entries), _layout(layout)
@@ -192,11 +196,15 @@ def forensics(entries, layout, *, level: float = 95) -> None:
     for an, table in zip(analyses, tables):
         write_csv(table, layout.of(an.name, "forensics.csv"))
         log.info("%s: %d combinations", an.name, len(table))
+    parts = [t for t in tables if len(t)]
+    write_csv(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(FORENSICS_COLUMNS)),
+              batch_table)
 
 
-def verdicts(entries, layout, *, tolerance: float = 0.10, level: float = 95, modern=None) -> None:
+def verdicts(entries, layout, forensics_table, *, tolerance: float = 0.10, level: float = 95,
+             modern=None) -> None:
     """``reproduction.csv`` of every analysis: each published target beside the re-pooled
-    and the modern estimates, with the verdict and (from ``forensics.csv``) the likely method."""
+    and the modern estimates, with the verdict and (from the batch's forensics table) the likely method."""
     import pandas as pd
 
     from .analysis import reproduction_rows_fits
@@ -207,7 +215,9 @@ def verdicts(entries, layout, *, tolerance: float = 0.10, level: float = 95, mod
     entries, layout = _entries(entries), _layout(layout)
     modern = modern or {"method": "REML", "test": "adhoc"}
     analyses = _load(entries)
-    found = [pd.read_csv(layout.of(an.name, "forensics.csv")) if len(an.table) else None for an in analyses]
+    every = pd.read_csv(forensics_table)
+    found = [every[every["analysis"] == an.name].reset_index(drop=True) if len(an.table) else None
+             for an in analyses]
     rows = drive_many(reproduction_rows_fits(an, tolerance=tolerance, level=level,
                                              modern=(modern["method"], modern["test"]), forensics=f)
                       for an, f in zip(analyses, found))

@@ -34,6 +34,7 @@ def engine_sources():
 
 
 ENGINE = engine_sources()
+ENGINE_FINGERPRINT = "batches/engine.sha256"
 
 
 def analysis_files(analysis):
@@ -76,6 +77,11 @@ def batch_files(batch):
 def batch_plan(batch):
     """The plan of a batch (metarepro.steps.plan_batch), read by every step of the batch."""
     return f"batches/{batch}.json"
+
+
+def batch_forensics(batch):
+    """The forensics of a batch in one table, read by its verdicts step."""
+    return f"batches/{batch}.forensics.csv"
 
 
 def result(analysis, file, outcome=None):

@@ -9,7 +9,7 @@ for _batch in BATCHES:
                 f"forest_plot_{_batch}"
             input:
                 plan=batch_plan(_batch),
-                engine=ENGINE,
+                engine=ENGINE_FINGERPRINT,
             output:
                 figures=figure_results(_batch, "forest"),
             params:
@@ -36,7 +36,7 @@ for _batch in BATCHES:
                 f"funnel_plot_{_batch}"
             input:
                 plan=batch_plan(_batch),
-                engine=ENGINE,
+                engine=ENGINE_FINGERPRINT,
             output:
                 figures=figure_results(_batch, "funnel"),
             params:
@@ -63,7 +63,7 @@ for _batch in BATCHES:
                 f"diagnostic_plots_{_batch}"
             input:
                 plan=batch_plan(_batch),
-                engine=ENGINE,
+                engine=ENGINE_FINGERPRINT,
             output:
                 figures=figure_results(_batch, *DIAGNOSTIC_FIGURES),
             params:

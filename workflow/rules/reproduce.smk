@@ -2,7 +2,7 @@
 rule reproduction:
     input:
         tables=verdict_tables,
-        engine=ENGINE,
+        engine=ENGINE_FINGERPRINT,
     output:
         csv=report(
             "results/reproduction.csv",
@@ -21,3 +21,18 @@ rule reproduction:
         "../envs/metarepro.yaml"
     script:
         "../scripts/reproduction.py"
+
+
+# The engine's sources (src/metarepro) fingerprinted in one file: every job depends on it, so an
+# edited engine re-runs what it computes, and each job's provenance record checksums one file.
+rule engine:
+    input:
+        sources=ENGINE,
+    output:
+        fingerprint=ENGINE_FINGERPRINT,
+    log:
+        "logs/engine.log",
+    conda:
+        "../envs/metarepro.yaml"
+    script:
+        "../scripts/engine.py"

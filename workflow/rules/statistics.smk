@@ -25,7 +25,7 @@ for _batch in BATCHES:
             f"pool_{_batch}"
         input:
             plan=batch_plan(_batch),
-            engine=ENGINE,
+            engine=ENGINE_FINGERPRINT,
         output:
             pooled=analysis_results(_batch, "pooled.csv"),
         params:
@@ -48,7 +48,7 @@ for _batch in BATCHES:
             f"heterogeneity_{_batch}"
         input:
             plan=batch_plan(_batch),
-            engine=ENGINE,
+            engine=ENGINE_FINGERPRINT,
         output:
             reports=outcome_results(_batch, "heterogeneity.json", "heterogeneity.md"),
         params:
@@ -71,7 +71,7 @@ for _batch in BATCHES:
             f"robustness_{_batch}"
         input:
             plan=batch_plan(_batch),
-            engine=ENGINE,
+            engine=ENGINE_FINGERPRINT,
         output:
             reports=outcome_results(_batch, "robustness.json", "robustness.md"),
         params:
@@ -96,9 +96,10 @@ for _batch in BATCHES:
             f"forensics_{_batch}"
         input:
             plan=batch_plan(_batch),
-            engine=ENGINE,
+            engine=ENGINE_FINGERPRINT,
         output:
             tables=analysis_results(_batch, "forensics.csv"),
+            batch=batch_forensics(_batch),
         params:
             layout=LAYOUT,
             level=config["level"],
@@ -118,8 +119,8 @@ for _batch in BATCHES:
             f"verdicts_{_batch}"
         input:
             plan=batch_plan(_batch),
-            engine=ENGINE,
-            forensics=analysis_results(_batch, "forensics.csv"),
+            engine=ENGINE_FINGERPRINT,
+            forensics=batch_forensics(_batch),
         output:
             tables=analysis_results(_batch, "reproduction.csv"),
         params:

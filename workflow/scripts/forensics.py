@@ -6,4 +6,4 @@ from metarepro.scripting import guarded
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
 with guarded(sm.log[0]):
-    steps.forensics(sm.input.plan, p.layout, level=p.level)
+    steps.forensics(sm.input.plan, p.layout, sm.output.batch, level=p.level)

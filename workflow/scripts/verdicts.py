@@ -6,4 +6,4 @@ from metarepro.scripting import guarded
 sm = snakemake  # noqa: F821 - provided by Snakemake
 p = sm.params
 with guarded(sm.log[0]):
-    steps.verdicts(sm.input.plan, p.layout, tolerance=p.tolerance, level=p.level, modern=p.modern)
+    steps.verdicts(sm.input.plan, p.layout, sm.input.forensics, tolerance=p.tolerance, level=p.level, modern=p.modern)
