@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metarepro import InputError
-from metarepro.extracted import check_csv, check_spec, discover, load_analysis
+from metarepro import InputError, io
+from metarepro.extracted import DATA_COLUMNS, check_csv, check_spec, discover, load_analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRACTED = ROOT / "data" / "extracted"
@@ -135,3 +135,18 @@ def test_number_word_must_be_a_whole_word(tmp_path):
     with pytest.raises(InputError) as exc:
         load_analysis(c, y)
     assert exc.value.column == "events_t" and "1 does not appear in the quote" in str(exc.value)
+
+
+FAMILIES = [set(f) for f in (io.BINARY, io.CONTINUOUS, io.CORRELATION, io.GENERIC_CI, io.GENERIC_VI,
+                             io.GENERIC_SEI)]
+
+
+@pytest.mark.parametrize("name", ANALYSES)
+def test_each_row_fills_exactly_one_family(name):
+    # counts where counts were printed, an estimate with its CI where only that was: never both,
+    # never a family half filled (data/extracted/README.md, rule 2)
+    an = load_analysis(EXTRACTED / f"{name}.csv", EXTRACTED / f"{name}.yaml")
+    cols = [c for c in DATA_COLUMNS if c in an.table.columns]
+    for i, row in an.table.iterrows():
+        filled = {c for c in cols if row[c].strip()}
+        assert filled in FAMILIES, f"{name}.csv line {i + 2}: filled {sorted(filled)}"
