@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--test", default="z", choices=TESTS)
     q.add_argument("--by", default=None, help="column naming separate analyses (pooled in one pass)")
     q.add_argument("--level", type=float, default=95.0, help="confidence level in percent")
-    q.add_argument("--add", type=float, default=0.5, help="continuity correction for zero cells")
+    q.add_argument("--add", type=float, default=None,
+                   help="continuity correction for zero cells (default: metafor's, 0.5, or 0 for PAS, PFT, IRS, IRFT)")
     q.add_argument("--to", default="only0", choices=("only0", "all", "if0all", "none"))
     q.add_argument("--drop00", default=None, choices=("yes", "no"),
                    help="drop double-zero studies (default: metafor's for the method)")

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from . import _core, io
+from . import _core, io, natural
 from . import _dist as stats
-from .effects import compute_effects
+from .effects import NO_ADD_BY_DEFAULT, compute_effects
+from .effects_common import harmonic_mean
 from .errors import InputError, MetareproWarning
 from .names import FIELDS, METHODS, NATURAL, T_TESTS, TESTS
 
@@ -20,12 +21,19 @@ COMMON_EFFECT = ("FE", "MH", "PETO")
 BOOL_FIELDS = ("tau2_ci_lower_censored", "tau2_ci_upper_censored", "converged")
 
 
-def _natural(measure):
-    if measure in io.RATIO_MEASURES:
-        return np.exp
-    if measure == "ZCOR":
-        return np.tanh
-    return None
+def _natural(measure, size=None):
+    """One-argument back-transformation of ``measure`` (:mod:`metarepro.natural`), or
+    None: for measures with one scale, and for PFT/IRFT when the studies' harmonic
+    mean size (``size``) is not given."""
+    fn = natural.back(measure)
+    if fn is None or (natural.needs_size(measure) and size is None):
+        return None
+
+    def back(x):
+        out = fn(np.asarray(x, float), size)
+        return out[()] if np.ndim(out) == 0 else out
+
+    return back
 
 
 def _clean(x):
@@ -89,11 +97,16 @@ class PoolResult:
     excluded: list = field(default_factory=list, repr=False)
     warnings: list = field(default_factory=list, repr=False)
     group: object = None
+    #: Harmonic mean of the pooled studies' totals (PFT) or person-times (IRFT),
+    #: at which those measures are back-transformed; None for other measures.
+    natural_size: float | None = None
 
     def natural(self) -> dict:
         """Estimate and intervals back-transformed to the natural scale
-        (``exp`` for RR/OR/ROM, ``tanh`` for ZCOR); empty for other measures."""
-        fn = _natural(self.measure)
+        (:mod:`metarepro.natural`: ``exp`` for log measures, ``tanh`` for
+        Fisher's z, inverse logit, arcsine, square root and Freeman-Tukey);
+        empty for measures with one scale."""
+        fn = _natural(self.measure, self.natural_size)
         if fn is None:
             return {}
         with np.errstate(over="ignore", invalid="ignore"):
@@ -198,7 +211,7 @@ def _check_options(frame, measure, method, test, level, by):
 
 
 def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z",
-         by: str | None = None, level: float = 95, add: float = 0.5, to: str = "only0",
+         by: str | None = None, level: float = 95, add: float | None = None, to: str = "only0",
          drop00: bool | None = None, ci_level: float = 95) -> PoolResult | PoolTable:
     """Pool the studies of one or many meta-analyses.
 
@@ -208,7 +221,9 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         One row per study with a unique ``study`` label and the columns of one
         input family (see :mod:`metarepro.io`). Other columns are ignored here
         and pass through the pipeline untouched.
-    measure : {"RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN"}
+    measure : str
+        One of :data:`metarepro.names.MEASURES` (metafor ``escalc`` names;
+        the input columns of each are in ``data/extracted/README.md``).
     method : {"FE", "MH", "PETO", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB"}
         Common effect (inverse variance, Mantel-Haenszel, Peto) or random effects
         with the named tau² estimator.
@@ -222,7 +237,8 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     level : float
         Confidence level in percent for all intervals.
     add, to, drop00 :
-        Zero-cell conventions for 2x2 data (see :func:`metarepro.effects.compute_effects`).
+        Zero-cell conventions for count data (see :func:`metarepro.effects.compute_effects`;
+        ``add=None`` is metafor's default for the measure).
         ``drop00=None`` means metafor's default for the method: False for
         inverse-variance models (``escalc``), True for the study-level effects
         of MH and Peto (``rma.mh``/``rma.peto``), whose pooled estimates use
@@ -262,6 +278,8 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     G = len(keys)
     if drop00 is None:
         drop00 = method in ("MH", "PETO")
+    if add is None:
+        add = 0.0 if measure in NO_ADD_BY_DEFAULT else 0.5
     eff = compute_effects(frame, measure, add=add, to=to, drop00=drop00, ci_level=ci_level,
                           group=codes)
     yi, vi = eff.yi, eff.vi
@@ -283,6 +301,9 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
             item.setdefault("study", labels[item["row"]])
             if by is not None:
                 item[by] = keys[codes[item["row"]]]
+    size = None
+    if natural.needs_size(measure) and eff.size is not None:
+        size = harmonic_mean(np.where(usable, eff.size, np.nan), codes, G)
     studies = pd.DataFrame({"study": labels, "yi": np.where(usable, yi, np.nan),
                             "vi": np.where(usable, vi, np.nan), "weight": weights})
     if by is None:
@@ -294,18 +315,20 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
                           k=int(rec["k"]), q_df=int(rec["q_df"]), **{f: bool(rec[f]) for f in BOOL_FIELDS},
                           df=None if not np.isfinite(rec["df"]) else float(rec["df"]),
                           studies=studies, corrections=eff.corrections, excluded=eff.excluded,
-                          warnings=w,
+                          warnings=w, natural_size=None if size is None else float(size[0]),
                           **{n: float(rec[n]) for n in FIELDS if n not in ("k", "q_df", "df", *BOOL_FIELDS)})
     summary = pd.DataFrame({by_name: keys, **{n: out[n] for n in FIELDS}})
     summary["k"] = summary["k"].astype(int)
     summary["q_df"] = summary["q_df"].astype(int)
     for flag in BOOL_FIELDS:
         summary[flag] = summary[flag].astype(bool)
-    fn = _natural(measure)
+    fn = natural.back(measure)
     if fn is not None:
-        with np.errstate(over="ignore"):
+        if size is not None:
+            summary["natural_size"] = size
+        with np.errstate(over="ignore", invalid="ignore"):
             for n in NATURAL:
-                summary[f"{n}_natural"] = fn(summary[n].to_numpy())
+                summary[f"{n}_natural"] = fn(summary[n].to_numpy(float), size)
     studies.insert(0, by_name, np.asarray(uniques)[codes])
     allw = []
     for gi, msgs in sorted(warns.items()):
