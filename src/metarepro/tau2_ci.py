@@ -4,11 +4,14 @@ meta-regression (metafor ``confint()`` of an ``rma`` with moderators).
 
 The Q-profile interval of an intercept-only model is part of every pooled
 result (:func:`metarepro._core.q_profile`). Both searches follow metafor 3.8's
-``confint.rma.uni``: the interval is searched on ``[0, max(100, 10 tau²)]``; a
-bound that lies beyond the search range is reported at its edge and flagged
-(``lower_censored``/``upper_censored``, metafor's ``lb.sign``/``ub.sign``),
-and where the whole interval lies below 0 (Q-profile: Q(0) below the lower
-χ² quantile) both bounds are 0 and ``ci_null`` is True.
+``confint.rma.uni``, which searches ``[0, max(100, 10 tau²)]``. As the
+engine's Q-profile interval does, the upper end of the search is widened
+tenfold at a time (up to 30 decades) until it holds the bound, so a bound is a
+root; only a bound beyond even that, or beyond an explicit ``tau2_max``
+(metafor's ``tau2.max``), is reported at the search limit with its
+``tau2_ci_lower_censored``/``tau2_ci_upper_censored`` flag True (metafor's
+``lb.sign``/``ub.sign`` ">"). Where the whole Q-profile interval lies below 0
+(Q(0) below the lower χ² quantile) both bounds are 0 and ``ci_null`` is True.
 
 Intercept-only analyses are searched all at once (flat arrays with per-analysis
 sums, SciPy's elementwise root finder), like the rest of the engine.
@@ -36,19 +39,19 @@ LIKELIHOOD_METHODS = ("ML", "REML")
 class Tau2Interval:
     """A confidence interval for tau² and the matching I² and H² bounds.
 
-    ``type`` is ``"PL"`` (profile likelihood) or ``"QP"`` (Q-profile).
-    ``lower_censored``/``upper_censored``: the search stopped at that value
-    (0 or ``max(100, 10 tau²)``) and the real bound lies beyond it ("<x"/">x").
+    ``type`` is ``"PL"`` (profile likelihood) or ``"QP"`` (Q-profile). The
+    field names are those of a pooled result. ``tau2_ci_*_censored``: the
+    search stopped at that value and the real bound lies beyond it (">x").
     ``ci_null``: the whole interval lies below 0 (Q-profile only).
     """
 
     type: str
     level: float
     tau2: float
-    ci_lower: float
-    ci_upper: float
-    lower_censored: bool
-    upper_censored: bool
+    tau2_ci_lower: float
+    tau2_ci_upper: float
+    tau2_ci_lower_censored: bool
+    tau2_ci_upper_censored: bool
     ci_null: bool
     i2_ci_lower: float
     i2_ci_upper: float
@@ -111,10 +114,11 @@ def profile_bounds(seg, y, v, tau2, reml: bool, level: float, tau2_max=None) -> 
 
     A bound solves ``-2 (ll(tau²) - ll(tau²_hat)) = chi²_1(1 - alpha)`` with the
     ML or REML log-likelihood, on ``[0, tau²_hat]`` (lower) and ``[tau²_hat,
-    max(100, 10 tau²_hat)]`` (upper; ``tau2_max`` replaces that limit), as metafor's
-    ``confint(type="PL")``.
-    Returns arrays ``ci_lower, ci_upper, lower_censored, upper_censored``
-    (NaN bounds for analyses with k < 2).
+    max(100, 10 tau²_hat)]`` (upper), as metafor's ``confint(type="PL")``; the
+    upper end is widened tenfold at a time (30 decades at most) until it holds
+    the bound, unless ``tau2_max`` fixes it (metafor's ``tau2.max``).
+    Returns arrays ``tau2_ci_lower, tau2_ci_upper, tau2_ci_lower_censored,
+    tau2_ci_upper_censored`` (NaN bounds for analyses with k < 2).
     """
     G = seg.G
     alpha = 1 - level / 100
@@ -137,6 +141,13 @@ def profile_bounds(seg, y, v, tau2, reml: bool, level: float, tau2_max=None) -> 
     every = np.arange(ok.size)
     at0 = lrt(np.zeros(ok.size), every)
     at_max = lrt(tmax[ok], every)
+    if tau2_max is None:
+        for _ in range(30):
+            low = at_max < 0
+            if not low.any():
+                break
+            tmax[ok[low]] *= 10
+            at_max[low] = lrt(tmax[ok[low]], every[low])
     # lower bound: 0 when the LRT at 0 is below the critical value (as metafor: tau2.min = 0, no sign)
     zero = at0 < 0
     lo[ok[zero]] = 0.0
@@ -152,13 +163,15 @@ def profile_bounds(seg, y, v, tau2, reml: bool, level: float, tau2_max=None) -> 
     if need.size:
         res = _core.find_root(lrt, (tau2[ok[need]], tmax[ok[need]]), args=(need,), tolerances=_ROOT_TOL)
         hi[ok[need]] = res.x
-    return {"ci_lower": lo, "ci_upper": hi, "lower_censored": lo_c, "upper_censored": hi_c}
+    return {"tau2_ci_lower": lo, "tau2_ci_upper": hi, "tau2_ci_lower_censored": lo_c,
+            "tau2_ci_upper_censored": hi_c}
 
 
 def _interval(kind, level, tau2, lo, hi, lo_c, hi_c, null, vt) -> Tau2Interval:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return Tau2Interval(type=kind, level=float(level), tau2=float(tau2), ci_lower=float(lo), ci_upper=float(hi),
-                            lower_censored=bool(lo_c), upper_censored=bool(hi_c), ci_null=bool(null),
+        return Tau2Interval(type=kind, level=float(level), tau2=float(tau2), tau2_ci_lower=float(lo),
+                            tau2_ci_upper=float(hi), tau2_ci_lower_censored=bool(lo_c),
+                            tau2_ci_upper_censored=bool(hi_c), ci_null=bool(null),
                             i2_ci_lower=float(100 * lo / (vt + lo)), i2_ci_upper=float(100 * hi / (vt + hi)),
                             h2_ci_lower=float(lo / vt + 1), h2_ci_upper=float(hi / vt + 1))
 
@@ -174,7 +187,8 @@ def profile_ci(result, level: float | None = None, tau2_max: float | None = None
     level : float, optional
         Confidence level in percent (default: the fit's).
     tau2_max : float, optional
-        Upper end of the search (default ``max(100, 10 tau²)``, metafor's ``tau2.max``).
+        Fixed upper end of the search, as metafor's ``tau2.max`` (default: from
+        ``max(100, 10 tau²)``, widened until it holds the bound).
 
     Returns
     -------
@@ -202,8 +216,9 @@ def profile_ci(result, level: float | None = None, tau2_max: float | None = None
     level = lev if level is None else level
     b = profile_bounds(seg, y, v, tau2, method == "REML", level, tau2_max)
     vt = _vt(seg, v)
-    rows = [_interval("PL", level, tau2[g], b["ci_lower"][g], b["ci_upper"][g], b["lower_censored"][g],
-                      b["upper_censored"][g], False, vt[g]) for g in range(seg.G)]
+    rows = [_interval("PL", level, tau2[g], b["tau2_ci_lower"][g], b["tau2_ci_upper"][g],
+                      b["tau2_ci_lower_censored"][g], b["tau2_ci_upper_censored"][g], False, vt[g])
+            for g in range(seg.G)]
     if isinstance(result, PoolResult):
         return rows[0]
     return pd.DataFrame({result.by: keys, **{k: [getattr(r, k) for r in rows] for k in Tau2Interval.__dataclass_fields__}})
@@ -218,6 +233,15 @@ def _root(f, a, b):
     res = _core.find_root(lambda t: f(np.atleast_1d(t)), (np.array([a], float), np.array([b], float)),
                           tolerances=_ROOT_TOL)
     return float(np.ravel(res.x)[0])
+
+
+def _widen(beyond, tmax: float) -> float:
+    """Grow the search limit tenfold (30 decades at most) while the bound lies ``beyond`` it."""
+    for _ in range(30):
+        if not beyond(tmax):
+            break
+        tmax *= 10
+    return tmax
 
 
 def _regression_vt(fit):
@@ -243,6 +267,8 @@ def _regression_pl(fit: MetaRegressionResult, level, tau2_max=None):
 
     lo_c = hi_c = False
     lo = 0.0 if lrt(np.array([0.0]))[0] < 0 else _root(lrt, 0.0, t_hat)
+    if tau2_max is None:
+        tmax = _widen(lambda t: lrt(np.array([t]))[0] < 0, tmax)
     if lrt(np.array([tmax]))[0] < 0:
         hi, hi_c = tmax, True
     else:
@@ -258,8 +284,9 @@ def qprofile_ci(fit: MetaRegressionResult, level: float | None = None,
     The bounds solve ``Q_E(tau²) = chi²_{k-p}`` quantiles, with the generalised
     residual heterogeneity statistic ``Q_E(tau²) = sum w (y - X b_w)²``,
     ``w = 1/(v + tau²)``, searched on ``[0, max(100, 10 tau²)]`` with metafor's
-    rules for bounds outside that range (``tau2_max`` replaces the upper limit,
-    metafor's ``tau2.max``).
+    rules for bounds outside that range; the upper limit is widened tenfold at
+    a time until it holds the bound, unless ``tau2_max`` fixes it (metafor's
+    ``tau2.max``).
 
     References
     ----------
@@ -284,7 +311,10 @@ def qprofile_ci(fit: MetaRegressionResult, level: float | None = None,
         t = np.atleast_1d(np.asarray(t, float))
         return _qe_at(np.repeat(Y, t.size, 0), np.repeat(V, t.size, 0), np.repeat(X, t.size, 0), t)
 
-    q_min, q_max = float(qe(tmin)[0]), float(qe(tmax)[0])
+    q_min = float(qe(tmin)[0])
+    if tau2_max is None:  # Q_E falls with tau²: widen until it is below the lower quantile (the upper bound's)
+        tmax = _widen(lambda t: qe(t)[0] > crit_l, tmax)
+    q_max = float(qe(tmax)[0])
     lo = hi = np.nan
     lo_c = hi_c = null = False
     if q_min < crit_l:  # both bounds below tau2.min = 0: the interval is the null set

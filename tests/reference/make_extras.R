@@ -133,12 +133,12 @@ for (tmax in c(0.1, 0.001))
   add("bcg_mods", "tau2_qp", c(p, tau2_max = tmax), fit_setup("bcg_mods", p), qp_call(format(tmax)), ex_confint)
 
 # BLUPs and random effects: FE and random effects, z and knha, with and without moderators
-for (ds in INTERCEPT_SETS) for (method in c("FE", "DL", "REML")) for (test in c("z", "knha")) {
+for (ds in INTERCEPT_SETS) for (method in c("FE", "DL", "REML")) for (test in c("z", "knha", "adhoc")) {
   p <- model(method, test)
   add(ds, "blup", p, fit_setup(ds, p), "blup(fit)", ex_list)
   add(ds, "ranef", p, fit_setup(ds, p), "ranef(fit)", ex_list)
 }
-for (ds in names(MODS)) for (mods in MODS[[ds]]) for (method in c("FE", "REML")) for (test in c("z", "knha")) {
+for (ds in names(MODS)) for (mods in MODS[[ds]]) for (method in c("FE", "REML")) for (test in c("z", "knha", "adhoc")) {
   p <- model(method, test, mods)
   add(ds, "blup", p, fit_setup(ds, p), "blup(fit)", ex_list)
   add(ds, "ranef", p, fit_setup(ds, p), "ranef(fit)", ex_list)
@@ -168,14 +168,14 @@ BTT <- list(bcg_mods = list("~ ablat + year + alloc" = list(2:3, 4:5, 3, 2:5)),
             hackshaw1998_mods = list("~ year + design" = list(3, 2:3)),
             molloy2014_mods = list("~ meanage + design" = list(3, 2:3)))
 for (ds in names(BTT)) for (mods in names(BTT[[ds]])) for (btt in BTT[[ds]][[mods]])
-  for (method in c("FE", "REML")) for (test in c("z", "knha")) {
+  for (method in c("FE", "REML")) for (test in c("z", "knha", "adhoc")) {
     p <- model(method, test, mods)
     add(ds, "anova_btt", c(p, list(btt = I(btt))), fit_setup(ds, p),
         sprintf("anova(fit, btt=c(%s))", paste(btt, collapse = ", ")), ex_anova)
     last <- entries[[length(entries)]]
     stopifnot(is.null(last$error), identical(as.numeric(last$result$btt), as.numeric(btt)))
   }
-for (test in c("z", "knha")) {
+for (test in c("z", "knha", "adhoc")) {
   p <- model("REML", test, "~ ablat + year + alloc")
   add("bcg_mods", "anova_btt", c(p, list(btt = I(2:3), rhs = I(c(-0.02, 0.01)))), fit_setup("bcg_mods", p),
       "anova(fit, btt=c(2, 3), rhs=c(-0.02, 0.01))", ex_anova)
