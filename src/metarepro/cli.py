@@ -13,8 +13,9 @@ import warnings
 
 from . import io
 from .errors import InputError, MetareproWarning
+from .metareg import REG_METHODS
 from .names import METHODS, T_TESTS, TESTS
-from .pooling import PoolResult, pool
+from .pooling import PoolResult, _clean, pool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ci-level", type=float, default=95.0,
                    help="level of intervals given in estimate,ci_lower,ci_upper columns")
     q.add_argument("--json", action="store_true", help="one JSON object (JSON Lines with --by)")
+    q.add_argument("--extras", action="store_true",
+                   help="add the single-level extras: profile-likelihood tau² CI (ML/REML), Henmi-Copas "
+                        "interval, fail-safe N (Rosenthal, Orwin, Rosenberg), BLUPs and random effects")
+    r = sub.add_parser("regress", help="meta-regression of the studies of a CSV file on moderator columns")
+    r.add_argument("file", help="CSV: as for 'pool', plus the moderator columns")
+    r.add_argument("--measure", required=True, choices=io.MEASURES)
+    r.add_argument("--mods", required=True, help="moderator columns, comma-separated (text columns become dummies)")
+    r.add_argument("--method", default="REML", choices=REG_METHODS)
+    r.add_argument("--test", default="z", choices=TESTS)
+    r.add_argument("--level", type=float, default=95.0, help="confidence level in percent")
+    r.add_argument("--btt", action="append", default=[],
+                   help="coefficients to test jointly (Wald chi², or F with knha/adhoc), comma-separated "
+                        "term names as printed; repeat for several tests")
+    r.add_argument("--add", type=float, default=None, help="continuity correction for zero cells")
+    r.add_argument("--to", default="only0", choices=("only0", "all", "if0all", "none"))
+    r.add_argument("--json", action="store_true", help="one JSON object")
     c = sub.add_parser("check", help="check evidence files (data/extracted) against the provenance rules")
     c.add_argument("paths", nargs="+", help="analysis YAML (or CSV) files, or folders holding them")
     return p
@@ -108,27 +125,153 @@ def _check(paths) -> int:
     return 0
 
 
+def _extras(res) -> dict:
+    """The single-level extras of a pooled result, per analysis (key None for a
+    single one), JSON-ready; an extra that does not apply says why."""
+    from .blup import blup, ranef
+    from .publication_bias import fail_safe_n, henmi_copas
+    from .tau2_ci import LIKELIHOOD_METHODS, profile_ci
+
+    def attempt(fn, *a, **kw):
+        try:
+            return fn(*a, **kw)
+        except InputError as err:
+            return {"not_computed": err.problem}
+
+    out = {}
+    if res.method in LIKELIHOOD_METHODS:
+        out["tau2_pl"] = attempt(profile_ci, res)
+    else:
+        out["tau2_pl"] = {"not_computed": f"profile likelihood needs method ML or REML (not {res.method})"}
+    out["henmi_copas"] = attempt(henmi_copas, res)
+    out["fail_safe_n"] = {t.lower(): attempt(fail_safe_n, res, t) for t in ("Rosenthal", "Orwin", "Rosenberg")}
+    out["blup"] = attempt(blup, res)
+    out["ranef"] = attempt(ranef, res)
+    by = getattr(res, "by", None)
+    per = {}
+    for g in (res.groups() if by else [None]):
+        d = {}
+        for key, val in out.items():
+            if key == "fail_safe_n":
+                d[key] = {t: (v if isinstance(v, dict) else _pick(v, by, g)) for t, v in val.items()}
+            elif isinstance(val, dict):
+                d[key] = val
+            elif key in ("blup", "ranef"):
+                rows = val if by is None else val[val[by] == g].drop(columns=[by])
+                d[key] = [{k: _clean(v) for k, v in r.items()} for r in rows.to_dict(orient="records")]
+            else:
+                d[key] = _pick(val, by, g)
+        per[g] = d
+    return per
+
+
+def _pick(val, by, g) -> dict:
+    """One analysis's row of a per-analysis result (a dataclass for a single analysis)."""
+    if by is None:
+        return val.to_dict()
+    row = val[val[by] == g].iloc[0].to_dict()
+    row.pop(by)
+    return {k: _clean(v) for k, v in row.items()}
+
+
+def _extras_text(ex: dict) -> list[str]:
+    lines = []
+    pl = ex["tau2_pl"]
+    if "not_computed" not in pl:
+        hi = (">" if pl["tau2_ci_upper_censored"] else "") + _fmt(pl["tau2_ci_upper"])
+        lines.append(f"tau^2 profile-likelihood CI [{_fmt(pl['tau2_ci_lower'])}, {hi}]")
+    hc = ex["henmi_copas"]
+    if "not_computed" not in hc:
+        lines.append(f"Henmi-Copas: estimate = {_fmt(hc['estimate'])}  se = {_fmt(hc['se'])}  "
+                     f"CI [{_fmt(hc['ci_lower'])}, {_fmt(hc['ci_upper'])}]")
+    fsn = ex["fail_safe_n"]
+    lines.append("fail-safe N: " + ", ".join(f"{t.capitalize()} {v['fsn']:g}" for t, v in fsn.items()
+                                              if "not_computed" not in v))
+    return lines
+
+
+def _regress(args) -> int:
+    from .blup import blup
+    from .metareg import meta_regression, wald_test
+    from .tau2_ci import LIKELIHOOD_METHODS, profile_ci, qprofile_ci
+
+    frame = io.read_table(args.file)
+    mods = [m.strip() for m in args.mods.split(",") if m.strip()]
+    for m in mods:
+        if m not in frame.columns:
+            raise InputError(f"missing moderator column '{m}' named by --mods", file=frame.attrs.get("source"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetareproWarning)
+        res = pool(frame, measure=args.measure, method="FE", add=args.add, to=args.to)
+    st = res.studies
+    ok = st["yi"].notna().to_numpy()
+    X = frame[mods].reset_index(drop=True)[ok].reset_index(drop=True)
+    fit = meta_regression(st["yi"].to_numpy(float)[ok], st["vi"].to_numpy(float)[ok], X,
+                          method=args.method, test=args.test, level=args.level)
+    out = {"measure": args.measure, **fit.to_dict()}
+    if fit.method != "FE":
+        out["tau2_qp"] = qprofile_ci(fit).to_dict()
+    if fit.method in LIKELIHOOD_METHODS:
+        out["tau2_pl"] = profile_ci(fit).to_dict()
+    out["tests"] = [wald_test(fit, [t.strip() for t in spec.split(",")]).to_dict() for spec in args.btt]
+    out["blup"] = [{k: _clean(v) for k, v in r.items()}
+                   for r in blup(fit, st["study"].to_numpy()[ok]).to_dict(orient="records")]
+    out["excluded"] = res.excluded
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"Meta-regression (k = {fit.k}; method: {fit.method}; test: {fit.test}; measure: {args.measure})")
+    for c in out["coefficients"]:
+        print(f"  {c['term']:<18} {_fmt(c['estimate'])}  se {_fmt(c['se'])}  p {_fmt(c['pvalue'])}  "
+              f"CI [{_fmt(c['ci_lower'])}, {_fmt(c['ci_upper'])}]")
+    for key, name in (("tau2_qp", "Q-profile"), ("tau2_pl", "profile-likelihood")):
+        if key in out:
+            q = out[key]
+            print(f"residual tau^2 = {_fmt(fit.tau2)}, {name} CI [{_fmt(q['tau2_ci_lower'])}, "
+                  f"{'>' if q['tau2_ci_upper_censored'] else ''}{_fmt(q['tau2_ci_upper'])}]")
+    print(f"QM = {_fmt(fit.qm)} (df {', '.join(str(x) for x in fit.qm_df if x is not None)}), "
+          f"p = {_fmt(fit.qm_pvalue)}; QE = {_fmt(fit.qe)} (df {fit.qe_df}), p = {_fmt(fit.qe_pvalue)}")
+    for t in out["tests"]:
+        kind = "F" if t["df"][1] is not None else "chi2"
+        print(f"test of {', '.join(t['terms'])}: {kind} = {_fmt(t['statistic'])} "
+              f"(df {', '.join(str(x) for x in t['df'] if x is not None)}), p = {_fmt(t['pvalue'])}")
+    return 0
+
+
 def _run(args) -> int:
     if args.command == "check":
         return _check(args.paths)
+    if args.command == "regress":
+        return _regress(args)
     frame = io.read_table(args.file)
     drop00 = None if args.drop00 is None else args.drop00 == "yes"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetareproWarning)  # they are printed with the result
         res = pool(frame, measure=args.measure, method=args.method, test=args.test, by=args.by,
                    level=args.level, add=args.add, to=args.to, drop00=drop00, ci_level=args.ci_level)
+    extras = _extras(res) if args.extras else None
     if args.by is None:
         if args.json:
-            print(json.dumps(res.to_dict(), sort_keys=False))
+            d = res.to_dict()
+            if extras:
+                d["extras"] = extras[None]
+            print(json.dumps(d, sort_keys=False))
         else:
             print(summary_text(res))
+            if extras:
+                print("\n".join(_extras_text(extras[None])))
         return 0
     for r in res.results():
         if args.json:
-            print(json.dumps(r.to_dict()))
+            d = r.to_dict()
+            if extras:
+                d["extras"] = extras[r.group]
+            print(json.dumps(d))
         else:
             print(f"== {args.by} = {r.group}")
             print(summary_text(r))
+            if extras:
+                print("\n".join(_extras_text(extras[r.group])))
     return 0
 
 
