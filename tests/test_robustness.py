@@ -230,3 +230,28 @@ def test_diagnostic_figures_draw_one_mark_per_trial(bcg_report):
     np.testing.assert_allclose(sizes, 600 * w / w.max())
     na = figures.not_applicable_figure("k = 1")
     assert "k = 1" in na.axes[0].texts[0].get_text()
+
+
+EXTRAS = {e["id"]: e["result"] for e in json.loads((HERE / "metafor_extras.json").read_text())["diagnostics"]}
+
+
+def test_robustness_report_extras_are_metafors():
+    """tau² intervals, Henmi-Copas, fail-safe N and BLUPs in the report: metafor's confint(type="PL"),
+    confint() of the meta-regression, hc(), fsn() and blup() on the same data (make_extras.R)."""
+    an = analysis(BCG, moderators=["ablat"])
+    rep = robustness(an, "o", method="REML", test="z").report
+    pl = EXTRAS["bcg/tau2_pl/REML/z"]
+    assert rep["tau2_ci"]["pl"]["tau2_ci_lower"] == pytest.approx(pl["ci_lower"], rel=1e-5)
+    assert rep["tau2_ci"]["pl"]["tau2_ci_upper"] == pytest.approx(pl["ci_upper"], rel=1e-5)
+    reg = rep["meta_regression"][0]["tau2_ci"]
+    for key, ref in (("qp", "bcg_mods/tau2_qp/REML/z/mods=~ablat"), ("pl", "bcg_mods/tau2_pl/REML/z/mods=~ablat")):
+        assert reg[key]["tau2_ci_upper"] == pytest.approx(EXTRAS[ref]["ci_upper"], rel=1e-5)
+    hc = EXTRAS["bcg/hc/REML/z"]
+    ss = rep["small_study"]
+    assert ss["henmi_copas"]["ci_lower_natural"] == pytest.approx(math.exp(hc["ci_lower"]), rel=1e-6)
+    for kind in ("Rosenthal", "Orwin", "Rosenberg"):
+        assert ss["fail_safe_n"][kind.lower()]["fsn"] == EXTRAS[f"bcg/fsn/type={kind}"]["fsn"]
+    blup = EXTRAS["bcg/blup/REML/z"]
+    got = [r["pred_natural"] for r in rep["influence"]["blup"]]
+    assert got == pytest.approx(np.exp(blup["pred"]), rel=1e-6)
+    assert "profile-likelihood CI" in robustness(an, "o", method="REML", test="z").markdown

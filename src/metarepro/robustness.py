@@ -17,8 +17,10 @@ Sections
    and Knapp-Hartung tests, permutation test as metafor's ``permutest``);
 4. small-study effects: Egger's test (classic weighted regression and
    metafor's ``regtest`` mixed-model form), Begg's rank correlation,
-   trim-and-fill (L0 and R0), with the Cochrane Handbook caution below ten studies;
-5. influence: leave-one-out, ``influence()`` measures, Baujat, cumulative by year;
+   trim-and-fill (L0 and R0), the Henmi-Copas interval and fail-safe N
+   (Rosenthal, Orwin, Rosenberg), with the Cochrane Handbook caution below ten studies;
+5. influence: leave-one-out, ``influence()`` measures, Baujat, cumulative by
+   year, and the studies' BLUPs (shrunken estimates, metafor ``blup``);
 6. multi-arm trials: what was done with shared control arms.
 """
 
@@ -34,10 +36,14 @@ import pandas as pd
 from . import diagnostics as dg
 from . import io
 from .analysis import correction_lines, interval_method, outcome_frame
+from .blup import blup
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
-from .metareg import meta_regression, permutation_test
+from .metareg import MetaRegressionResult, meta_regression, permutation_test
 from .pooling import _clean, pool
+from .pooling import _natural as _back
+from .publication_bias import fail_safe_n, henmi_copas
+from .tau2_ci import LIKELIHOOD_METHODS, profile_ci, qprofile_ci
 
 __all__ = ["Robustness", "robustness"]
 
@@ -187,6 +193,7 @@ def _regressions(an, frame, res, method, level, permutations, seed) -> tuple[lis
             sec[test] = {k: d[k] for k in ("coefficients", "tau2", "i2", "r2", "qm", "qm_df", "qm_pvalue",
                                            "qe", "qe_df", "qe_pvalue") if k in d}
             if test == "knha":
+                sec["tau2_ci"] = _tau2_cis(sec, fit)
                 perm = _attempt(sec, permutation_test, fit, iter=permutations, seed=seed)
                 if perm is not None:
                     sec["permutation"] = {k: _clean(v) if not isinstance(v, (list, tuple, np.ndarray)) else
@@ -195,6 +202,22 @@ def _regressions(an, frame, res, method, level, permutations, seed) -> tuple[lis
                 fits[mod] = {"fit": fit, "x": x[use], "yi": y, "vi": v,
                              "study": st["study"].to_numpy()[use]}
     return out, fits
+
+
+def _tau2_cis(sec, fit) -> dict:
+    """Q-profile and (ML/REML fits) profile-likelihood intervals of a fit's tau²."""
+    out = {}
+    if fit.method == "FE":
+        return out
+    if isinstance(fit, MetaRegressionResult):
+        qp = _attempt(sec, qprofile_ci, fit)
+        if qp is not None:
+            out["qp"] = qp.to_dict()
+    if fit.method in LIKELIHOOD_METHODS:
+        pl = _attempt(sec, profile_ci, fit)
+        if pl is not None:
+            out["pl"] = pl.to_dict()
+    return out
 
 
 def _small_study(res, method, level) -> dict:
@@ -216,7 +239,25 @@ def _small_study(res, method, level) -> dict:
             sec[f"trimfill_{est}"] = {"side": tf.side, "k0": tf.k0, "se_k0": _clean(tf.se_k0),
                                       "p_k0": _clean(tf.p_k0), "estimate": _clean(e), "ci_lower": _clean(lo),
                                       "ci_upper": _clean(hi), "filled": _records(tf.filled)}
+    hc = _attempt(sec, henmi_copas, res)
+    if hc is not None:
+        sec["henmi_copas"] = {**hc.to_dict(), **_natural_of(res, {n: getattr(hc, n) for n in
+                                                                  ("estimate", "ci_lower", "ci_upper")})}
+    sec["fail_safe_n"] = {}
+    for kind in ("Rosenthal", "Orwin", "Rosenberg"):
+        f = _attempt(sec, fail_safe_n, res, kind)
+        if f is not None:
+            sec["fail_safe_n"][kind.lower()] = f.to_dict()
     return sec
+
+
+def _natural_of(res, values: dict) -> dict:
+    """``<name>_natural`` of values on the model scale, where the measure has another scale."""
+    fn = _back(res.measure, res.natural_size)
+    if fn is None:
+        return {}
+    with np.errstate(over="ignore", invalid="ignore"):
+        return {f"{k}_natural": _clean(fn(v)) for k, v in values.items()}
 
 
 # ----------------------------------------------------------------------------- report
@@ -253,9 +294,14 @@ def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = 
     rep = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method, "test": test,
            "level": level, "k": res.k, "estimate": _clean(e), "ci_lower": _clean(lo), "ci_upper": _clean(hi),
            "tau2": _clean(res.tau2), "i2": _clean(res.i2),
+           "tau2_ci": {"qp": {k: _clean(getattr(res, k)) for k in ("tau2_ci_lower", "tau2_ci_upper",
+                                                                  "tau2_ci_lower_censored",
+                                                                  "tau2_ci_upper_censored")}},
            "multi_arm": {"corrections": frame.attrs.get("arm_corrections", []),
                          "excluded": frame.attrs.get("arm_excluded", [])}}
     rob = Robustness(report=rep, markdown="", result=res)
+    if res.k >= 2:
+        rep["tau2_ci"].update(_tau2_cis(rep["tau2_ci"], res))
     rep["integrity"] = _integrity(an, frame, res, measure, method, test, level)
     rep["subgroups"] = _subgroups(an, frame, measure, method, test, level)
     rep["meta_regression"], rob.regressions = _regressions(an, frame, res, method, level, permutations, seed)
@@ -276,9 +322,24 @@ def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = 
     for name in ("leave_one_out", "influence", "baujat", "cumulative"):
         df = getattr(rob, name)
         infl[name] = None if df is None else _records(df.drop(columns=["dfbetas"], errors="ignore"))
+    if res.k >= 2:
+        b = _attempt(infl, blup, res)
+        if b is not None:
+            b = b.assign(yi=res.studies["yi"].to_numpy(float))
+            b = b[b["pred"].notna()]
+            nat = _natural_of(res, {n: b[n].to_numpy(float) for n in ("yi", "pred", "pi_lower", "pi_upper")})
+            infl["blup"] = [{**r, **{k: _clean(v[i]) for k, v in nat.items()}}
+                            for i, r in enumerate(_records(b))]
     rep["influence"] = infl
     rob.markdown = _markdown(an, rep)
     return rob
+
+
+def _ci(d: dict) -> str:
+    """``[lower, upper]`` of a tau² interval, with ">" where the bound is a search limit."""
+    hi = (">" if d.get("tau2_ci_upper_censored") else "") + _f(d.get("tau2_ci_upper"), 4)
+    lo = (">" if d.get("tau2_ci_lower_censored") else "") + _f(d.get("tau2_ci_lower"), 4)
+    return f"[{lo}, {hi}]"
 
 
 def _nat3(r: dict):
@@ -296,6 +357,12 @@ def _markdown(an: Analysis, rep: dict) -> str:
     L = [f"# Robustness: {an.spec['title']} — {rep['outcome']}", "",
          (f"Model: {interval_method(rep['method'], rep['test'])}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
          f"({rep['level']:g}% CI, {scale})."), ""]
+    cis = rep.get("tau2_ci") or {}
+    if rep["k"] >= 2 and cis.get("qp", {}).get("tau2_ci_lower") is not None:
+        line = f"tau² = {_f(rep['tau2'], 4)}, Q-profile CI {_ci(cis['qp'])}"
+        if "pl" in cis:
+            line += f", profile-likelihood CI {_ci(cis['pl'])}"
+        L += [line + ".", ""]
 
     L += ["## Integrity sensitivity", ""]
     integ = rep["integrity"]
@@ -344,7 +411,11 @@ def _markdown(an: Analysis, rep: dict) -> str:
                     L.append(f"| {t} | {c.get('term')} | {_f(c.get('estimate'), 5)} | {_f(c.get('se'), 5)} | "
                              f"{_f(c.get('ci_lower'), 5)} to {_f(c.get('ci_upper'), 5)} | {_p(c.get('pvalue'))} |")
             kn = m.get("knha", {})
-            L += ["", (f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}, I² = {_f(kn.get('i2'), 1)}%, "
+            cis = m.get("tau2_ci") or {}
+            ci_text = "".join(f", {name} CI {_ci(cis[key])}" for key, name in (("qp", "Q-profile"),
+                                                                                ("pl", "profile-likelihood"))
+                              if key in cis)
+            L += ["", (f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}{ci_text}, I² = {_f(kn.get('i2'), 1)}%, "
                       f"R² = {_f(kn.get('r2'), 1)}%; residual heterogeneity QE = {_f(kn.get('qe'), 2)} "
                       f"(p = {_p(kn.get('qe_pvalue'))}).")]
             perm = m.get("permutation")
@@ -375,6 +446,22 @@ def _markdown(an: Analysis, rep: dict) -> str:
         if t:
             L.append(f"- Trim and fill ({est}): {t['k0']} {'study' if t['k0'] == 1 else 'studies'} imputed on the {t['side']} side; adjusted "
                      f"estimate {_f(t['estimate'])} ({_f(t['ci_lower'])} to {_f(t['ci_upper'])}).")
+    hc = ss.get("henmi_copas")
+    if hc:
+        e, lo, hi = _nat3(hc)
+        L.append(f"- Henmi-Copas interval (common-effect estimate with a DerSimonian-Laird variance, robust to "
+                 f"publication bias; Henmi & Copas 2010): {_f(e)} ({_f(lo)} to {_f(hi)}).")
+    fsn = ss.get("fail_safe_n")
+    if fsn:
+        parts = []
+        if "rosenthal" in fsn:
+            parts.append(f"Rosenthal {fsn['rosenthal']['fsn']:g} (null studies to lose one-sided p < 0.05)")
+        if "orwin" in fsn:
+            parts.append(f"Orwin {fsn['orwin']['fsn']:g} (studies of effect 0 to halve the unweighted mean effect)")
+        if "rosenberg" in fsn:
+            parts.append(f"Rosenberg {fsn['rosenberg']['fsn']:g} (null studies to lose p < 0.05 of the "
+                         "common-effect estimate)")
+        L.append("- Fail-safe N: " + "; ".join(parts) + ". It counts studies, it does not test for bias.")
     L.append("")
 
     inf = rep["influence"]
@@ -395,6 +482,13 @@ def _markdown(an: Analysis, rep: dict) -> str:
             L.append(f"| {r['study']}{' *' if r.get('influential') else ''} | {_f(r['rstudent'])} | "
                      f"{_f(r['dffits'])} | {_f(r['cook_d'])} | {_f(r['cov_r'])} | {_f(r['hat'])} | "
                      f"{_f(r['weight'], 1)} |")
+        L.append("")
+    if inf.get("blup"):
+        L += ["Study-specific estimates shrunken towards the pooled one (BLUPs, metafor `blup()`):", "",
+              "| study | observed | BLUP | prediction interval |", "|---|---|---|---|"]
+        for r in inf["blup"]:
+            o, e, lo, hi = (r.get(f"{n}_natural", r.get(n)) for n in ("yi", "pred", "pi_lower", "pi_upper"))
+            L.append(f"| {r['study']} | {_f(o)} | {_f(e)} | {_f(lo)} to {_f(hi)} |")
         L.append("")
     if inf.get("cumulative"):
         L += ["Cumulative meta-analysis by year:", "", "| added | k | estimate | CI |", "|---|---|---|---|"]
