@@ -80,3 +80,13 @@ def test_printed_interval_of_a_proportion_is_converted_on_the_logit_scale():
     assert res.estimate == pytest.approx(lg(0.3), rel=1e-14)
     assert res.se == pytest.approx((lg(0.4) - lg(0.2)) / (2 * 1.959963984540054), rel=1e-12)
     assert res.natural()["estimate_natural"] == pytest.approx(0.3, rel=1e-14)
+
+
+def test_analysis_schema_knows_every_measure():
+    import json
+    from importlib import resources
+
+    from metarepro.names import MEASURES
+
+    schema = json.loads(resources.files("metarepro").joinpath("schemas/analysis.schema.json").read_text())
+    assert schema["properties"]["measure"]["enum"] == list(MEASURES)
