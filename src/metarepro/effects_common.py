@@ -53,6 +53,7 @@ class Rows:
         mask[self.pos] = True
         full = io.numeric_columns(frame, family, rows=mask)
         self.a = {c: full[c][self.pos] for c in family}
+        self.keep = np.ones(len(self.pos), bool)
 
     def fail(self, i, column, problem):
         fail(self.frame, self.pos[i], column, problem)
@@ -68,11 +69,24 @@ class Rows:
             if i is not None:
                 self.fail(i, c, f"{what} {self.a[c][i]:g} is not a whole number")
 
-    def positive(self, cols, what):
+    def positive(self, cols, what, zero_ok=False):
+        """Fail on the first value <= 0 (< 0 with ``zero_ok``: a zero is then
+        "not estimable", see :meth:`unusable`)."""
         for c in cols:
-            i = self.first(self.a[c] <= 0)
+            i = self.first(self.a[c] < 0 if zero_ok else self.a[c] <= 0)
             if i is not None:
                 self.fail(i, c, f"{what} must be > 0 (got {self.a[c][i]:g})")
+
+    def unusable(self, mask, why, column, exclude, labels, excluded):
+        """Rows of ``mask`` have no estimate: with ``exclude`` they are listed as
+        "not estimable" (RevMan 5) and marked in ``self.keep``; else the first
+        one stops with an error (metafor). Rows already marked are not listed twice."""
+        new = np.flatnonzero(mask & self.keep)
+        if new.size and not exclude:
+            self.fail(new[0], column, f"not estimable: {why}")
+        for i in new:
+            excluded.append({"row": int(self.pos[i]), "study": labels[i], "reason": f"not estimable ({why})"})
+        self.keep[new] = False
 
     def nonnegative(self, cols, what):
         for c in cols:
