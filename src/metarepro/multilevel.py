@@ -68,13 +68,8 @@ import pandas as pd
 
 from . import _dist as stats
 from .errors import InputError
+from .names import MV_METHODS, MV_TESTS, STRUCTS
 
-#: Estimation methods (metafor rma.mv: "EE" and its alias "FE" fit no random effects).
-MV_METHODS = ("REML", "ML", "EE", "FE")
-#: Tests of the fixed effects (metafor rma.mv ``test``).
-MV_TESTS = ("z", "t")
-#: Structures of an ``~ inner | outer`` term.
-STRUCTS = ("CS", "HCS")
 _LOG2PI = math.log(2 * math.pi)
 #: metafor sets variance components at or below this to 0 (``.Machine$double.eps * 10``).
 _ZERO_VC = 10 * np.finfo(float).eps
@@ -372,6 +367,23 @@ class MVResult:
     V: np.ndarray = field(repr=False)
     X: pd.DataFrame = field(repr=False)
     warnings: list = field(default_factory=list, repr=False)
+    studies: pd.DataFrame | None = field(default=None, repr=False)
+    covariance: str | None = None
+    shared_arms: list = field(default_factory=list, repr=False)
+    excluded: list = field(default_factory=list, repr=False)
+    measure: str | None = None
+
+    def natural(self) -> dict:
+        """Estimate and intervals back-transformed (``exp`` for RR/OR/ROM, ``tanh`` for ZCOR);
+        empty for other measures and for models with moderators."""
+        from .pooling import _clean, _natural
+
+        fn = _natural(self.measure) if self.measure else None
+        if fn is None or self.p != 1:
+            return {}
+        with np.errstate(over="ignore", invalid="ignore"):
+            return {f"{n}_natural": _clean(fn(getattr(self, n)))
+                    for n in ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")}
 
     def to_dict(self) -> dict:
         """Every scalar field, the coefficients and the variance components as plain Python values."""
@@ -392,6 +404,13 @@ class MVResult:
                                for r in self.coefficients.to_dict(orient="records")]
         out["weights"] = [_clean(w) for w in self.weights]
         out["warnings"] = list(self.warnings)
+        out["measure"] = self.measure
+        out.update(self.natural())
+        out["covariance"] = self.covariance
+        out["shared_arms"] = [list(g) for g in self.shared_arms]
+        out["excluded"] = [dict(e) for e in self.excluded]
+        if self.studies is not None:
+            out["studies"] = [{k: _clean(v) for k, v in r.items()} for r in self.studies.to_dict(orient="records")]
         return out
 
 
@@ -716,3 +735,97 @@ def fit(yi, V, data: pd.DataFrame | None = None, *, random=None, mods=None, inte
         deviance=float(use["dev"]), aic=float(use["AIC"]), bic=float(use["BIC"]), aicc=float(use["AICc"]),
         fit_stats=fs, converged=converged, iterations=iters, weights=weights, yi=y, V=Vm, X=Xdf,
         warnings=warns)
+
+
+def pool_mv(frame: pd.DataFrame, measure: str, *, random=None, mods=None, intercept: bool = True,
+            struct: str = "CS", method: str = "REML", test: str = "z", level: float = 95,
+            study: str = "study", arm: str = "arm_c", assumed_rho: float | None = None,
+            add: float = 0.5, to: str = "only0", drop00: bool = False, ci_level: float = 95) -> MVResult:
+    """Pool a study table whose comparisons may share control arms, with their covariance.
+
+    The effect sizes come from the table as in :func:`metarepro.pool`; comparisons of one
+    trial (same ``study``) with the same control arm (same ``arm`` value) get the covariance
+    of :func:`metarepro.multiarm.shared_control_covariance`, and the model is fitted by
+    :func:`fit`.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per comparison (per-arm columns, or generic effects), ``study`` and ``arm``.
+    measure : str
+        As :func:`metarepro.pool`.
+    random : str or list of str, optional
+        metafor random-effects formulas over the columns of ``frame``. Default: one random
+        effect per comparison (``~ 1 | _comparison``), which is the usual random-effects model
+        with the sampling covariance of shared arms added (with no shared arms it is exactly
+        ``rma(yi, vi)`` with REML/ML).
+    mods : str, list of str or DataFrame, optional
+        Moderator columns of ``frame`` (e.g. a dose), or a table of them.
+    assumed_rho : float, optional
+        Only for generic effects (no arm data): the correlation assumed between comparisons
+        that share a control arm, for a sensitivity analysis
+        (:func:`metarepro.multiarm.assumed_correlation_covariance`). Without it such a table
+        is an error, because its covariance cannot be built from the data.
+    other parameters :
+        As :func:`fit` and :func:`metarepro.effects.compute_effects`.
+
+    Returns
+    -------
+    MVResult
+        With ``studies`` (study, yi, vi, weight), ``covariance`` (how V was built) and
+        ``shared_arms`` (the study labels of each group sharing an arm).
+
+    References
+    ----------
+    Gleser LJ, Olkin I (2009). Stochastically dependent effect sizes. In: The Handbook of
+    Research Synthesis and Meta-Analysis, 2nd ed., 357-376.
+    """
+    from .multiarm import assumed_correlation_covariance, shared_control_covariance
+
+    file = frame.attrs.get("source", "<data>")
+    if len(frame) == 0:
+        raise InputError("has no rows", file=file)
+    cov = shared_control_covariance(frame, measure, study=study, arm=arm, add=add, to=to, drop00=drop00,
+                                    ci_level=ci_level)
+    labels = frame[study].astype(str) if study in frame.columns else pd.Series(np.arange(len(frame)).astype(str))
+    tag = "comparison" if "comparison" in frame.columns else ("arm_t" if "arm_t" in frame.columns else None)
+    dup = labels.duplicated(keep=False).to_numpy()
+    if tag is not None and dup.any():  # a trial with several comparisons: label each by its comparison
+        labels = labels.where(~dup, labels + " (" + frame[tag].astype(str) + ")")
+    labels = labels.to_numpy()
+    V = cov.V
+    if cov.groups and not cov.modelled:
+        if assumed_rho is None:
+            names = "; ".join(", ".join(labels[list(g)]) for g in cov.groups)
+            raise InputError(f"comparisons share a control arm ({names}) but {cov.reason}; give an assumed "
+                             "correlation (assumed_rho) for a sensitivity analysis", file=file)
+        V = assumed_correlation_covariance(cov.vi, cov.groups, assumed_rho)
+        how = f"assumed correlation rho = {assumed_rho:g} between comparisons sharing a control arm"
+    elif cov.groups:
+        how = "from the arm data (Gleser & Olkin 2009)"
+    else:
+        how = "no shared arms: V is diagonal"
+    keep = np.isfinite(cov.yi)
+    data = frame.reset_index(drop=True).copy()
+    data["_comparison"] = np.arange(len(data))
+    if isinstance(mods, str):
+        mods = [mods]
+    if isinstance(mods, (list, tuple)):
+        missing = [c for c in mods if c not in data.columns]
+        if missing:
+            raise InputError(f"missing moderator column '{missing[0]}'", file=file)
+        mods = data[list(mods)].apply(lambda c: pd.to_numeric(c, errors="coerce") if
+                                      pd.to_numeric(c, errors="coerce").notna().all() else c)
+    idx = np.flatnonzero(keep)
+    sub = data.iloc[idx].reset_index(drop=True)
+    sub.attrs.update(frame.attrs)
+    msub = None if mods is None else mods.reset_index(drop=True).iloc[idx].reset_index(drop=True)
+    res = fit(cov.yi[idx], V[np.ix_(idx, idx)], sub, random=random or "~ 1 | _comparison", mods=msub,
+              intercept=intercept, struct=struct, method=method, test=test, level=level)
+    studies = pd.DataFrame({"study": labels, "yi": cov.yi, "vi": cov.vi, "weight": np.nan})
+    studies.loc[idx, "weight"] = res.weights
+    shared = [tuple(labels[list(g)]) for g in cov.groups]
+    from dataclasses import replace
+
+    return replace(res, studies=studies, covariance=how, shared_arms=shared,
+                   excluded=list(cov.excluded), measure=measure)

@@ -17,6 +17,12 @@ T_TESTS = ("knha", "adhoc")
 #: How each test is named in reports and figures.
 TEST_LABELS = {"z": "Wald z", "knha": "Hartung-Knapp", "adhoc": "Hartung-Knapp, ad hoc correction"}
 
+#: Multilevel/multivariate models (metafor rma.mv): estimation methods ("EE"/"FE": no random
+#: effects), tests of the coefficients (z, or t on k - p df) and structures of '~ inner | outer'.
+MV_METHODS = ("REML", "ML", "EE", "FE")
+MV_TESTS = ("z", "t")
+STRUCTS = ("CS", "HCS")
+
 #: Effect measures of the engine.
 MEASURES = ("RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN")
 #: Measures pooled on the log scale and reported back on the ratio scale.
