@@ -184,3 +184,14 @@ def test_cli_pool_mv(tmp_path, capsys):
     assert cli.main(["pool-mv", str(g), "--measure", "GEN"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "assumed_rho" in err
+
+
+def test_yaml_multi_arm_names_existing_outcomes(tmp_path):
+    from metarepro.spec import check_spec
+
+    src = Path(__file__).parents[1] / "data" / "extracted" / "vitd_dose_bmd.yaml"
+    text = src.read_text(encoding="utf-8").replace("  - radius_vbmd_10000_vs_400\n  dose:", "  - nope\n  dose:", 1)
+    bad = tmp_path / "vitd_dose_bmd.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=r"column 'multi_arm.0.outcomes'.*'nope' is not one of the outcomes"):
+        check_spec(bad)

@@ -35,7 +35,7 @@ EXPECTED = (
                                          ("senn2013_rom", ("ROM",)))
        for ms in mss for x in [f"id/{me}/{t}" for me in METHODS for t in TESTS]
        + ["study_id/REML/z", "none/EE/z"]]
-    + ["dogliotti2014/OR/id_mods/REML/t"]
+    + ["arms_toy/RR/id/REML/z", "arms_toy/RR/id/REML/t", "dogliotti2014/OR/id_mods/REML/t"]
 )
 
 # closed forms (EE/FE fits, the sampling covariance itself, QE): only rounding differs

@@ -45,6 +45,7 @@ randomized trials, section 23.3.4. Cochrane Handbook, version 6.4.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,8 +55,8 @@ from . import io
 from .effects import compute_effects
 from .errors import InputError
 
-__all__ = ["SharedArmCovariance", "assumed_correlation_covariance", "shared_arm_groups",
-           "shared_control_covariance"]
+__all__ = ["ASSUMED_RHOS", "SharedArmCovariance", "assumed_correlation_covariance", "multi_arm_section",
+           "shared_arm_groups", "shared_control_covariance"]
 
 
 def shared_arm_groups(frame: pd.DataFrame, *, study: str = "study", arm: str = "arm_c") -> list[tuple]:
@@ -217,3 +218,180 @@ def assumed_correlation_covariance(vi, groups, rho: float) -> np.ndarray:
                 if i != j:
                     V[i, j] = rho * sd[i] * sd[j]
     return V
+
+
+# --------------------------------------------------------------------------
+# what the reports say about multi-arm trials
+# --------------------------------------------------------------------------
+
+#: Assumed correlations of the sensitivity analysis for generic effects (never evidence).
+ASSUMED_RHOS = (0.0, 0.5, 0.8)
+NOT_EVIDENCE = ("sensitivity analysis over assumed correlations between comparisons that share a control "
+                "arm: the correlation is not known from the data, so these numbers show how much the "
+                "answer depends on it and are not evidence")
+
+
+def _summary(res, measure: str) -> dict:
+    """Estimate, CI, p and variance components of a pool() or pool_mv() result, JSON-ready."""
+    from .pooling import _clean
+
+    names = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
+    out = {k: _clean(getattr(res, k)) for k in names}
+    out.update(k=res.k, pvalue=_clean(res.pvalue))
+    nat = res.natural()
+    if nat:
+        out.update({k: _clean(nat[f"{k}_natural"]) for k in names})
+        out["scale"] = "ratio"
+    if hasattr(res, "sigma2"):
+        out["sigma2"] = [_clean(s) for s in res.sigma2]
+        out["qe"], out["qe_df"], out["qe_pvalue"] = _clean(res.qe), res.qe_df, _clean(res.qe_pvalue)
+    else:
+        out["tau2"] = _clean(res.tau2)
+    return out
+
+
+def _label_rows(rows: pd.DataFrame, study: str = "study") -> pd.Series:
+    lab = rows[study].astype(str)
+    tag = "comparison" if "comparison" in rows.columns else ("arm_t" if "arm_t" in rows.columns else None)
+    dup = lab.duplicated(keep=False)
+    if tag is not None and dup.any():
+        lab = lab.where(~dup, lab + " (" + rows[tag].astype(str) + ")")
+    return lab
+
+
+def _dose_fit(rows, measure, dose, control_dose, V, method, test, level, per):
+    """Meta-regression of the comparisons on the dose difference to the control arm, without an
+    intercept (two arms given the same dose differ by nothing), slope per ``per`` units."""
+    from .multilevel import fit
+
+    x = pd.to_numeric(rows[dose], errors="coerce").to_numpy(float)
+    xc = (pd.to_numeric(rows["control_dose"], errors="coerce").to_numpy(float) if control_dose is None
+          else np.full(len(rows), float(control_dose)))
+    mods = pd.DataFrame({f"{dose}_minus_control_per_{per:g}": (x - xc) / per})
+    trials = rows["study"].nunique()
+    m = method if trials >= 2 else "EE"
+    res = fit(rows["_yi"].to_numpy(float), V, rows.assign(_comparison=np.arange(len(rows))),
+              random="~ 1 | _comparison" if m != "EE" else None, mods=mods, intercept=False,
+              method=m, test=test if trials >= 2 else "z", level=level)
+    c = res.coefficients.iloc[0]
+    return {"method": m, "test": res.test, "k": res.k, "trials": trials, "term": c["term"],
+            "slope": float(c["estimate"]), "se": float(c["se"]), "ci_lower": float(c["ci_lower"]),
+            "ci_upper": float(c["ci_upper"]), "pvalue": float(c["pvalue"]), "qe": res.qe, "qe_df": res.qe_df,
+            "qe_pvalue": res.qe_pvalue}
+
+
+def multi_arm_section(rows: pd.DataFrame, measure: str, *, method: str = "REML", test: str = "knha",
+                      level: float = 95, dose: str | None = None, control_dose: float | None = None,
+                      dose_per: float = 1000, joint: list | None = None) -> dict:
+    """What a report says about comparisons sharing control arms in ``rows`` (unsplit).
+
+    With per-arm data the main analysis is the multilevel model with the covariance from the
+    arm data (:func:`metarepro.multilevel.pool_mv`, one random effect per comparison; REML or
+    ML, test t for Knapp-Hartung reports and z otherwise), and the old handling is the
+    sensitivity analysis: the control arm split among the comparisons (Cochrane Handbook
+    23.3.4) and the first comparison of each shared arm only. With generic effects the
+    covariance cannot be built; the section says so and, where a dose-response or joint
+    analysis is asked for, gives the sensitivity analysis over assumed correlations
+    (:data:`ASSUMED_RHOS`), labelled as not evidence.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Comparisons of one outcome (or of the outcomes analysed jointly, ``joint``), not split.
+    dose, control_dose, dose_per :
+        Column of the treated arm's dose, the control arm's dose (or a ``control_dose`` column),
+        and the unit of the slope: with ``dose`` a dose-response meta-regression is attempted.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``groups``, ``arm_data``, ``covariance``, ``main``, ``sensitivity``,
+        ``dose_response``, ``notes``.
+    """
+    from .diagnostics import split_shared_control
+    from .multilevel import pool_mv
+    from .pooling import pool
+
+    rows = rows.reset_index(drop=True)
+    groups = shared_arm_groups(rows)
+    labels = _label_rows(rows)
+    sec: dict = {"joint_outcomes": joint, "groups": [list(labels.iloc[list(g)]) for g in groups],
+                 "main": None, "sensitivity": [], "dose_response": None, "notes": []}
+    if not groups:
+        return sec
+    mv_method = method if method in ("REML", "ML") else "REML"
+    mv_test = "t" if test in ("knha", "adhoc", "t") else "z"
+    cov = shared_control_covariance(rows, measure)
+    sec["arm_data"] = cov.modelled
+    sec["covariance"] = ("from the arm data (Gleser & Olkin 2009)" if cov.modelled else
+                         f"not built: {cov.reason}")
+    quiet = rows.copy()
+    quiet["study"] = labels
+    quiet.attrs.update(rows.attrs)
+    if cov.modelled and joint is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main = pool_mv(rows, measure, method=mv_method, test=mv_test, level=level)
+            sec["main"] = dict(_summary(main, measure), model=(
+                f"multilevel model (metafor rma.mv): {mv_method}, one random effect per comparison, sampling "
+                f"covariance of comparisons sharing a control arm from the arm data, test {mv_test}"))
+            split, _ = split_shared_control(rows, relabel=True)
+            s = pool(split, measure=measure, method=method, test=test, level=level)
+            sec["sensitivity"].append(dict(_summary(s, measure), analysis=(
+                "control arm split evenly among its comparisons (Cochrane Handbook 23.3.4)")))
+            drop = np.zeros(len(rows), bool)
+            for g in groups:
+                drop[list(g[1:])] = True
+            f = pool(quiet[~drop].reset_index(drop=True), measure=measure, method=method, test=test, level=level)
+            sec["sensitivity"].append(dict(_summary(f, measure), analysis=(
+                "first comparison of each shared control arm only (the others dropped)")))
+    elif not cov.modelled:
+        sec["notes"].append("No pooled estimate treats these comparisons as independent: "
+                            + ("each is its own outcome." if joint else "the first comparison of each shared "
+                               "arm is kept and the others are excluded (see the excluded studies)."))
+    if dose is not None:
+        sec["dose_response"] = _dose_section(rows, measure, cov, dose, control_dose, dose_per, mv_method, mv_test,
+                                             level)
+    return sec
+
+
+def _dose_section(rows, measure, cov, dose, control_dose, per, method, test, level) -> dict:
+    out: dict = {"dose": dose, "per": per, "fit": None, "assumed": [], "blocked_by": []}
+    if dose not in rows.columns:
+        out["blocked_by"].append(f"the column '{dose}' is not in the data")
+        return out
+    x = pd.to_numeric(rows[dose], errors="coerce")
+    if control_dose is None and "control_dose" not in rows.columns:
+        out["blocked_by"].append("the control arm's dose is not given (YAML control_dose or a control_dose column)")
+    if x.isna().any() or x.nunique() < 2:
+        out["blocked_by"].append(f"needs at least 2 distinct doses in '{dose}' (has {x.nunique()})")
+    trials = rows["study"].nunique()
+    if trials < 2:
+        out["blocked_by"].append(
+            f"only {trials} trial: with one trial the between-trial variance cannot be estimated, so this is "
+            "that trial's own dose-response (a common-effect fit through its contrasts), not a meta-regression "
+            "across trials")
+    keep = np.isfinite(cov.yi)
+    r = rows[keep].reset_index(drop=True).assign(_yi=cov.yi[keep])
+    if not cov.modelled:
+        out["blocked_by"].append("the comparisons share a control arm but only generic effects are printed (no "
+                                 "arm-level SDs or counts), so their covariance cannot be built from arm data")
+    fatal = [b for b in out["blocked_by"] if not b.startswith("only ") and "generic effects" not in b]
+    if fatal:
+        return out
+    idx = np.flatnonzero(keep)
+    if cov.modelled:
+        out["fit"] = _dose_fit(r, measure, dose, control_dose, cov.V[np.ix_(idx, idx)], method, test, level, per)
+        from .diagnostics import split_shared_control
+
+        split, _ = split_shared_control(rows, relabel=False)
+        sc = shared_control_covariance(split.drop(columns=["arm_c"]), measure)
+        out["sensitivity_split"] = _dose_fit(split[keep].reset_index(drop=True).assign(_yi=sc.yi[keep]), measure,
+                                             dose, control_dose, np.diag(sc.vi[keep]), method, test, level, per)
+    else:
+        out["assumed_note"] = NOT_EVIDENCE
+        for rho in ASSUMED_RHOS:
+            V = assumed_correlation_covariance(cov.vi, cov.groups, rho)[np.ix_(idx, idx)]
+            out["assumed"].append(dict(_dose_fit(r, measure, dose, control_dose, V, method, test, level, per),
+                                       rho=rho))
+    return out

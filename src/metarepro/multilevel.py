@@ -133,17 +133,28 @@ def _union_find(n: int, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
 
 
 class _Stack:
-    """All blocks of one size ``s``: rows (nb, s) and the pieces of M."""
+    """Blocks padded to one size ``s``: rows (nb, s), -1 marking padding, and the pieces of M.
+
+    A padding row has y = 0, x = 0, variance 1 and no covariance with anything, so it adds
+    nothing to X'WX, X'Wy, the residuals, log|M| (log 1 = 0) or the traces: padding is
+    exact, and lets blocks of sizes 5 to 8 share one batched call.
+    """
 
     def __init__(self, rows, y, X, Vfull, comps, g_outer, g_inner):
         self.rows = rows
-        self.y = y[rows]  # (nb, s)
-        self.X = X[rows]  # (nb, s, p)
-        self.V = Vfull(rows)  # (nb, s, s)
-        self.D = [(c[rows][:, :, None] == c[rows][:, None, :]).astype(float) for c in comps]
+        real = rows >= 0
+        self.real = real
+        r = np.where(real, rows, 0)
+        both = (real[:, :, None] & real[:, None, :]).astype(float)
+        self.y = np.where(real, y[r], 0.0)  # (nb, s)
+        self.X = X[r] * real[:, :, None]  # (nb, s, p)
+        s = rows.shape[1]
+        eye = np.eye(s, dtype=bool)[None]
+        self.V = np.where(both > 0, Vfull(r), 0.0) + (eye & ~real[:, :, None])  # (nb, s, s)
+        self.D = [(c[r][:, :, None] == c[r][:, None, :]) * both for c in comps]
         if g_outer is not None:
-            o, i = g_outer[rows], g_inner[rows]
-            self.same_outer = (o[:, :, None] == o[:, None, :]).astype(float)
+            o, i = g_outer[r], g_inner[r]
+            self.same_outer = (o[:, :, None] == o[:, None, :]) * both
             self.inner_a = np.broadcast_to(i[:, :, None], self.V.shape)
             self.inner_b = np.broadcast_to(i[:, None, :], self.V.shape)
             self.diff_inner = (self.inner_a != self.inner_b).astype(float)
@@ -189,10 +200,14 @@ class _Model:
         sizes = np.bincount(block)
         order = np.argsort(block, kind="stable")
         starts = np.concatenate([[0], np.cumsum(sizes)])
+        # blocks are padded to the next power of two: few batched calls, at most twice the rows
+        bucket = 2 ** np.ceil(np.log2(sizes)).astype(int)
         self.stacks = []
-        for s in np.unique(sizes):
-            bids = np.flatnonzero(sizes == s)
-            rows = np.stack([order[starts[b]:starts[b] + s] for b in bids])
+        for s in np.unique(bucket):
+            bids = np.flatnonzero(bucket == s)
+            rows = np.full((bids.size, s), -1, np.intp)
+            for n, b in enumerate(bids):
+                rows[n, :sizes[b]] = order[starts[b]:starts[b] + sizes[b]]
             self.stacks.append(_Stack(rows, y, X, vfull, comps, g_outer, g_inner))
         self.logdet_xtx = np.linalg.slogdet(X.T @ X)[1]
 
@@ -715,7 +730,7 @@ def fit(yi, V, data: pd.DataFrame | None = None, *, random=None, mods=None, inte
     # weights: diagonal of M^-1, in percent (metafor weights.rma.mv)
     wdiag = np.zeros(k)
     for st, M, Minv, A, dM in got["parts"]:
-        wdiag[st.rows] = np.diagonal(Minv, axis1=1, axis2=2)
+        wdiag[st.rows[st.real]] = np.diagonal(Minv, axis1=1, axis2=2)[st.real]
     weights = 100 * wdiag / wdiag.sum()
     pi_lo = pi_hi = math.nan
     if p == 1 and intercept and random_fit and (model.T <= 1):
@@ -829,3 +844,22 @@ def pool_mv(frame: pd.DataFrame, measure: str, *, random=None, mods=None, interc
 
     return replace(res, studies=studies, covariance=how, shared_arms=shared,
                    excluded=list(cov.excluded), measure=measure)
+
+
+def fit_many(data: pd.DataFrame, by: str, yi: str = "yi", vi: str = "vi", **kw) -> pd.DataFrame:
+    """Fit the same model to every analysis named by column ``by`` (independent estimates
+    within each analysis' blocks, sampling variances in column ``vi``).
+
+    Each analysis is its own :func:`fit` (a scipy minimisation); within it, blocks of equal
+    size are batched. Returns one row per analysis: ``by``, ``k``, ``estimate``, ``se``,
+    ``ci_lower``, ``ci_upper``, ``pvalue``, ``sigma2_1``.., ``loglik``, ``converged``.
+    """
+    rows = []
+    for key, sub in data.groupby(by, sort=False):
+        sub = sub.reset_index(drop=True)
+        r = fit(yi, vi, sub, **kw)
+        rec = {by: key, "k": r.k, "estimate": r.estimate, "se": r.se, "ci_lower": r.ci_lower,
+               "ci_upper": r.ci_upper, "pvalue": r.pvalue, "loglik": r.loglik, "converged": r.converged}
+        rec.update({f"sigma2_{j + 1}": s for j, s in enumerate(r.sigma2)})
+        rows.append(rec)
+    return pd.DataFrame(rows)

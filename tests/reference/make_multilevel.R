@@ -116,6 +116,14 @@ senn_rom$mean_t <- -senn_rom$mean_t
 senn_rom$mean_c <- -senn_rom$mean_c
 write17(senn_rom, "senn2013_rom")
 
+# the hand-made three-comparison table of tests/test_robustness.py (ARMS): the pipeline's robustness
+# report must give this model as its main analysis
+arms_toy <- data.frame(study = c("T", "T", "U"), comparison = c("high vs low", "mid vs low", "a vs b"),
+                       arm_t = c("high", "mid", "a"), arm_c = c("low", "low", "b"), events_t = c(10, 12, 5),
+                       total_t = c(100, 101, 50), events_c = c(21, 21, 9), total_c = c(99, 99, 48),
+                       stringsAsFactors = FALSE)
+write17(arms_toy, "arms_toy")
+
 # ---------------------------------------------------------------------------------------------
 # covariance of comparisons sharing a control arm (hand-built, see the header)
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +274,11 @@ for (ds in names(multi)) for (ms in multi[[ds]]) {
   run(sprintf("%s/%s/study_id/REML/z", ds, ms), ds, setup,
       "rma.mv(es$yi, V, random=~ 1 | study/id, data=d, method=\"REML\", test=\"z\", control=CTRL)")
   run(sprintf("%s/%s/none/EE/z", ds, ms), ds, setup, "rma.mv(es$yi, V, data=d, method=\"EE\")")
+}
+setup <- paste0(read("arms_toy"), "; es <- ", ES_CALL[["RR"]], "; V <- shared_V(d, es, \"RR\"); d$id <- seq_len(nrow(d))")
+for (t in TESTS) {
+  run(sprintf("arms_toy/RR/id/REML/%s", t), "arms_toy", setup,
+      sprintf("rma.mv(es$yi, V, random=~ 1 | id, data=d, method=\"REML\", test=\"%s\", control=CTRL)", t))
 }
 setup <- paste0(read("dogliotti2014"), "; es <- ", ES_CALL[["OR"]], "; V <- shared_V(d, es, \"OR\"); d$id <- seq_len(nrow(d))")
 run("dogliotti2014/OR/id_mods/REML/t", "dogliotti2014", setup,
