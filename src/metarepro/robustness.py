@@ -229,10 +229,13 @@ def _multi_arm(an: Analysis, outcome, frame, measure, method, test, level) -> di
     own = next((m for m in entries if m["outcomes"] == [outcome]), {})
     rows = outcome_frame(an, outcome, split_shared=False)
     if not rows.empty:
-        sec.update(_quiet(multi_arm_section, rows, measure, method=method, test=test, level=level,
-                          dose=own.get("dose"), control_dose=own.get("control_dose"),
-                          dose_per=own.get("dose_per") or 1))
-    sec["joint"] = []
+        own_sec = _quiet(multi_arm_section, rows, measure, method=method, test=test, level=level,
+                         dose=own.get("dose"), control_dose=own.get("control_dose"),
+                         dose_per=own.get("dose_per") or 1)
+        if own_sec["groups"] or own_sec["dose_response"]:
+            sec.update(own_sec)
+    if any(m["outcomes"] != [outcome] for m in entries):
+        sec["joint"] = []
     for m in entries:
         if m["outcomes"] == [outcome]:
             continue
@@ -253,7 +256,8 @@ def _multi_arm(an: Analysis, outcome, frame, measure, method, test, level) -> di
         other = t[(t["outcome"] != outcome)]
         sib = sorted({o for o, a, b in zip(other["outcome"], other["study"], other["arm_c"])
                       if (str(a), str(b).strip()) in mine})
-        sec["shared_with_outcomes"] = sib
+        if sib:
+            sec["shared_with_outcomes"] = sib
     return sec
 
 
