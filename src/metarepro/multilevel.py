@@ -38,9 +38,10 @@ Computation
 -----------
 The marginal covariance ``M = V + random part`` is block-diagonal: two
 estimates are in one block when ``V`` links them or they share a level of a
-random effect. Blocks of the same size are stacked and handled by batched
-numpy calls (Cholesky, inverse, traces), so a model with thousands of studies
-costs a few array operations per likelihood evaluation. Analyses are not
+random effect. Blocks are padded to the next power of two (padding rows are
+exact no-ops) and stacked, and each stack is handled by batched numpy calls
+(Cholesky, inverse, traces), so a model with thousands of studies costs a few
+array operations per likelihood evaluation. Analyses are not
 batched across one another: each is its own scipy minimisation
 (:func:`fit_many` loops), because scipy's minimisers solve one problem at a time.
 
