@@ -195,3 +195,20 @@ def test_yaml_multi_arm_names_existing_outcomes(tmp_path):
     bad.write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match=r"column 'multi_arm.0.outcomes'.*'nope' is not one of the outcomes"):
         check_spec(bad)
+
+
+def test_cli_dose_slope_through_zero_by_hand(tmp_path, capsys):
+    """Burt 2019's radius contrasts on the dose difference to the 400 IU arm, assumed rho = 0:
+    slope = sum(w x y) / sum(w x²) with w = 1/se², se = CI width / (2 z)."""
+    f = tmp_path / "d.csv"
+    f.write_text("study,comparison,arm_c,dose,estimate,ci_lower,ci_upper\n"
+                 "Burt,4000 vs 400,400,3600,-3.9,-6.5,-1.3\nBurt,10000 vs 400,400,9600,-7.5,-10.1,-5.0\n")
+    assert cli.main(["pool-mv", str(f), "--measure", "MD", "--mods", "dose", "--no-intercept", "--method", "EE",
+                     "--assumed-rho", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    w = 1 / (np.array([5.2, 5.1]) / (2 * 1.959963984540054)) ** 2
+    x, y = np.array([3600.0, 9600.0]), np.array([-3.9, -7.5])
+    (coef,) = out["coefficients"]
+    assert coef["term"] == "dose"
+    assert coef["estimate"] == pytest.approx(np.sum(w * x * y) / np.sum(w * x * x), rel=1e-12)
+    assert out["warnings"] == []

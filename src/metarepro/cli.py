@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "effect per comparison)")
     m.add_argument("--struct", default="CS", choices=STRUCTS, help="structure of an '~ inner | outer' term")
     m.add_argument("--mods", nargs="+", default=None, help="moderator columns (e.g. a dose)")
+    m.add_argument("--no-intercept", action="store_true",
+                   help="no intercept (e.g. a dose-response through zero at the control arm's dose)")
     m.add_argument("--method", default="REML", choices=MV_METHODS)
     m.add_argument("--test", default="z", choices=MV_TESTS)
     m.add_argument("--level", type=float, default=95.0, help="confidence level in percent")
@@ -189,7 +191,8 @@ def _run(args) -> int:
         from .multilevel import pool_mv
 
         frame = io.read_table(args.file)
-        res = pool_mv(frame, args.measure, random=args.random, mods=args.mods, struct=args.struct,
+        res = pool_mv(frame, args.measure, random=args.random, mods=args.mods, intercept=not args.no_intercept,
+                      struct=args.struct,
                       method=args.method, test=args.test, level=args.level, assumed_rho=args.assumed_rho,
                       add=args.add, to=args.to, ci_level=args.ci_level)
         print(json.dumps(res.to_dict()) if args.json else mv_summary_text(res))

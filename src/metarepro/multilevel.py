@@ -836,7 +836,9 @@ def pool_mv(frame: pd.DataFrame, measure: str, *, random=None, mods=None, interc
     sub = data.iloc[idx].reset_index(drop=True)
     sub.attrs.update(frame.attrs)
     msub = None if mods is None else mods.reset_index(drop=True).iloc[idx].reset_index(drop=True)
-    res = fit(cov.yi[idx], V[np.ix_(idx, idx)], sub, random=random or "~ 1 | _comparison", mods=msub,
+    if random is None and method not in ("EE", "FE"):
+        random = "~ 1 | _comparison"
+    res = fit(cov.yi[idx], V[np.ix_(idx, idx)], sub, random=random, mods=msub,
               intercept=intercept, struct=struct, method=method, test=test, level=level)
     studies = pd.DataFrame({"study": labels, "yi": cov.yi, "vi": cov.vi, "weight": np.nan})
     studies.loc[idx, "weight"] = res.weights
