@@ -212,3 +212,21 @@ def test_cli_dose_slope_through_zero_by_hand(tmp_path, capsys):
     assert coef["term"] == "dose"
     assert coef["estimate"] == pytest.approx(np.sum(w * x * y) / np.sum(w * x * x), rel=1e-12)
     assert out["warnings"] == []
+
+
+def test_mixed_families_model_what_the_arm_data_allow():
+    """Trial T1 printed counts (modelled from its control arm), trial T2 only an estimate with its CI
+    for two comparisons sharing an arm (not modelled; with assumed_rho only that group gets
+    rho sd_i sd_j)."""
+    d = pd.DataFrame({"study": ["T1", "T1", "T2", "T2"], "comparison": ["A", "B", "A", "B"],
+                      "arm_c": ["C", "C", "C", "C"], "events_t": [20, 5, None, None],
+                      "total_t": [100, 100, None, None], "events_c": [10, 10, None, None],
+                      "total_c": [100, 100, None, None], "estimate": [None, None, 0.8, 0.6],
+                      "ci_lower": [None, None, 0.5, 0.4], "ci_upper": [None, None, 1.28, 0.9]})
+    c = shared_control_covariance(d, "RR")
+    assert not c.modelled and c.unmodelled == [(2, 3)] and "some of the comparisons" in c.reason
+    assert c.V[0, 1] == pytest.approx(1 / 10 - 1 / 100, rel=1e-14) and c.V[2, 3] == 0
+    res = pool_mv(d, "RR", method="EE", assumed_rho=0.5)
+    assert res.V[0, 1] == pytest.approx(1 / 10 - 1 / 100, rel=1e-14)
+    assert res.V[2, 3] == pytest.approx(0.5 * math.sqrt(c.vi[2] * c.vi[3]), rel=1e-14)
+    assert "from the arm data elsewhere" in res.covariance

@@ -56,7 +56,7 @@ from .effects import compute_effects
 from .errors import InputError
 
 __all__ = ["ASSUMED_RHOS", "SharedArmCovariance", "assumed_correlation_covariance", "multi_arm_section",
-           "shared_arm_groups", "shared_control_covariance"]
+           "shared_arm_groups", "shared_control_covariance", "with_assumed_correlation"]
 
 
 def shared_arm_groups(frame: pd.DataFrame, *, study: str = "study", arm: str = "arm_c") -> list[tuple]:
@@ -88,25 +88,28 @@ class SharedArmCovariance:
     groups : list of tuple
         Row positions of the comparisons sharing each control arm.
     modelled : bool
-        True when the covariance came from the arm data; False for generic effects
-        (then ``V`` is diagonal and ``reason`` says why).
+        True when the covariance of every group came from the arm data; False when some
+        group has generic effects only (``unmodelled`` lists those groups, whose covariance
+        is left at 0, and ``reason`` says why).
     """
 
     yi: np.ndarray
     vi: np.ndarray
     V: np.ndarray = field(repr=False)
     groups: list
-    family: tuple
+    family: tuple | None
     modelled: bool
     reason: str | None = None
     corrections: list = field(default_factory=list)
     excluded: list = field(default_factory=list)
+    unmodelled: list = field(default_factory=list)
 
 
-def _control_component(frame, eff, measure, add):
-    """The control arm's part of each row's sampling variance (the ``a_i`` of the module notes)."""
-    a = io.numeric_columns(frame, eff.family)
-    if eff.family == io.BINARY:
+def _control_component(frame, fam, mask, eff, measure, add):
+    """The control arm's part of the sampling variance of the rows ``mask`` (all of family
+    ``fam``): the ``a_i`` of the module notes; NaN elsewhere."""
+    a = io.numeric_columns(frame, fam, rows=mask)
+    if fam == io.BINARY:
         hit = np.zeros(len(frame), bool)
         for c in eff.corrections:
             hit[c["row"]] = True
@@ -115,15 +118,18 @@ def _control_component(frame, eff, measure, add):
         nc = cc + dd
         with np.errstate(divide="ignore", invalid="ignore"):
             if measure == "OR":
-                return 1 / cc + 1 / dd
-            if measure == "RR":
-                return 1 / cc - 1 / nc
-            return (cc / nc) * (1 - cc / nc) / nc
-    if measure == "MD":
-        return a["sd_c"] ** 2 / a["total_c"]
-    if measure == "ROM":
-        return a["sd_c"] ** 2 / (a["total_c"] * a["mean_c"] ** 2)
-    return 1 / a["total_c"]  # SMD: plus the g_i g_j / (2N) term, added pairwise
+                out = 1 / cc + 1 / dd
+            elif measure == "RR":
+                out = 1 / cc - 1 / nc
+            else:
+                out = (cc / nc) * (1 - cc / nc) / nc
+    elif measure == "MD":
+        out = a["sd_c"] ** 2 / a["total_c"]
+    elif measure == "ROM":
+        out = a["sd_c"] ** 2 / (a["total_c"] * a["mean_c"] ** 2)
+    else:
+        out = 1 / a["total_c"]  # SMD: plus the g_i g_j / (2N) term, added pairwise
+    return np.where(mask, out, np.nan), a
 
 
 def shared_control_covariance(frame: pd.DataFrame, measure: str, *, study: str = "study",
@@ -135,7 +141,10 @@ def shared_control_covariance(frame: pd.DataFrame, measure: str, *, study: str =
     ----------
     frame : DataFrame
         One row per comparison in metarepro's columns, the shared control arm repeated on
-        each row that uses it, ``study`` naming the trial and ``arm`` the control arm.
+        each row that uses it, ``study`` naming the trial and ``arm`` the control arm. Rows
+        may mix input families (as :func:`~metarepro.effects.compute_effects`); a group of
+        rows sharing an arm is modelled when all its rows carry the same per-arm family
+        (2x2 counts, or means/SDs).
     measure : {"RR", "OR", "RD", "MD", "SMD", "ROM", ...}
     add, to, drop00, ci_level :
         As :func:`metarepro.effects.compute_effects` (the covariance uses the same
@@ -144,6 +153,8 @@ def shared_control_covariance(frame: pd.DataFrame, measure: str, *, study: str =
     Returns
     -------
     SharedArmCovariance
+        ``modelled`` is False when some group could not be modelled (``unmodelled``
+        lists them; their covariance is left at 0).
 
     Raises
     ------
@@ -158,43 +169,55 @@ def shared_control_covariance(frame: pd.DataFrame, measure: str, *, study: str =
     eff = compute_effects(frame, measure, add=add, to=to, drop00=drop00, ci_level=ci_level)
     V = np.diag(eff.vi.astype(float))
     groups = shared_arm_groups(frame, study=study, arm=arm)
-    arm_data = eff.family in (io.BINARY, io.CONTINUOUS)
+    fams = eff.row_family
+    arm_fams = (io.BINARY, io.CONTINUOUS)
+    ok = [g for g in groups if fams[g[0]] in arm_fams and all(fams[i] == fams[g[0]] for i in g)]
+    unmodelled = [g for g in groups if g not in ok]
     out = {"yi": eff.yi, "vi": eff.vi, "groups": groups, "family": eff.family, "corrections": eff.corrections,
-               "excluded": eff.excluded}
-    if not groups:
-        return SharedArmCovariance(V=V, modelled=True, **out)
-    if not arm_data:
-        return SharedArmCovariance(
-            V=V, modelled=False, reason=("only generic effects (an estimate with its CI, or yi with its "
-                                         "variance) are given: the shared arm's part of each variance is "
-                                         "unknown, so the covariance cannot be built from arm data"), **out)
+           "excluded": eff.excluded, "unmodelled": unmodelled}
+    reason = None
+    if unmodelled:
+        reason = ("only generic effects (an estimate with its CI, or yi with its variance) are given"
+                  + (" for some of the comparisons sharing an arm" if ok else "")
+                  + ": the shared arm's part of each variance is unknown, so the covariance cannot be built "
+                  "from arm data")
     file = frame.attrs.get("source", "<data>")
-    arm_cols = ("events_c", "total_c") if eff.family == io.BINARY else ("mean_c", "sd_c", "total_c")
-    num = io.numeric_columns(frame, eff.family)
-    for g in groups:
-        for c in arm_cols:
-            vals = num[c][list(g)]
-            if not np.all(vals == vals[0]):
-                raise InputError(f"rows of {frame[study].iloc[g[0]]} sharing control arm "
-                                 f"'{frame[arm].iloc[g[0]]}' disagree on {c}", file=file,
-                                 row=io.row_label(frame, g[1]), column=c)
-    comp = _control_component(frame, eff, measure, add)
-    for g in groups:
-        n_all = None
-        if measure == "SMD":
-            n_all = num["total_c"][g[0]] + num["total_t"][list(g)].sum()
-        for i in g:
-            for j in g:
-                if i == j:
-                    continue
-                if measure == "SMD":
-                    V[i, j] = 1 / num["total_c"][i] + eff.yi[i] * eff.yi[j] / (2 * n_all)
-                else:
-                    V[i, j] = np.sqrt(comp[i] * comp[j])
+    for fam in dict.fromkeys(fams[g[0]] for g in ok):
+        fg = [g for g in ok if fams[g[0]] == fam]
+        mask = np.zeros(len(frame), bool)
+        for g in fg:
+            mask[list(g)] = True
+        comp, num = _control_component(frame, fam, mask, eff, measure, add)
+        arm_cols = ("events_c", "total_c") if fam == io.BINARY else ("mean_c", "sd_c", "total_c")
+        for g in fg:
+            for c in arm_cols:
+                vals = num[c][list(g)]
+                if not np.all(vals == vals[0]):
+                    raise InputError(f"rows of {frame[study].iloc[g[0]]} sharing control arm "
+                                     f"'{frame[arm].iloc[g[0]]}' disagree on {c}", file=file,
+                                     row=io.row_label(frame, g[1]), column=c)
+            n_all = num["total_c"][g[0]] + num["total_t"][list(g)].sum() if measure == "SMD" else None
+            for i in g:
+                for j in g:
+                    if i == j:
+                        continue
+                    if measure == "SMD":
+                        V[i, j] = 1 / num["total_c"][i] + eff.yi[i] * eff.yi[j] / (2 * n_all)
+                    else:
+                        V[i, j] = np.sqrt(comp[i] * comp[j])
     bad = ~np.isfinite(eff.yi)
     V[bad, :] = np.nan
     V[:, bad] = np.nan
-    return SharedArmCovariance(V=V, modelled=True, **out)
+    return SharedArmCovariance(V=V, modelled=not unmodelled, reason=reason, **out)
+
+
+def with_assumed_correlation(cov: SharedArmCovariance, rho: float) -> np.ndarray:
+    """``cov.V`` with the groups it could not model given the assumed correlation ``rho``."""
+    V = cov.V.copy()
+    A = assumed_correlation_covariance(cov.vi, cov.unmodelled, rho)
+    for g in cov.unmodelled:
+        V[np.ix_(g, g)] = A[np.ix_(g, g)]
+    return V
 
 
 def assumed_correlation_covariance(vi, groups, rho: float) -> np.ndarray:
@@ -391,7 +414,7 @@ def _dose_section(rows, measure, cov, dose, control_dose, per, method, test, lev
     else:
         out["assumed_note"] = NOT_EVIDENCE
         for rho in ASSUMED_RHOS:
-            V = assumed_correlation_covariance(cov.vi, cov.groups, rho)[np.ix_(idx, idx)]
+            V = with_assumed_correlation(cov, rho)[np.ix_(idx, idx)]
             out["assumed"].append(dict(_dose_fit(r, measure, dose, control_dose, V, method, test, level, per),
                                        rho=rho))
     return out

@@ -796,7 +796,7 @@ def pool_mv(frame: pd.DataFrame, measure: str, *, random=None, mods=None, interc
     Gleser LJ, Olkin I (2009). Stochastically dependent effect sizes. In: The Handbook of
     Research Synthesis and Meta-Analysis, 2nd ed., 357-376.
     """
-    from .multiarm import assumed_correlation_covariance, shared_control_covariance
+    from .multiarm import shared_control_covariance, with_assumed_correlation
 
     file = frame.attrs.get("source", "<data>")
     if len(frame) == 0:
@@ -812,11 +812,15 @@ def pool_mv(frame: pd.DataFrame, measure: str, *, random=None, mods=None, interc
     V = cov.V
     if cov.groups and not cov.modelled:
         if assumed_rho is None:
-            names = "; ".join(", ".join(labels[list(g)]) for g in cov.groups)
+            names = "; ".join(", ".join(labels[list(g)]) for g in cov.unmodelled)
             raise InputError(f"comparisons share a control arm ({names}) but {cov.reason}; give an assumed "
                              "correlation (assumed_rho) for a sensitivity analysis", file=file)
-        V = assumed_correlation_covariance(cov.vi, cov.groups, assumed_rho)
-        how = f"assumed correlation rho = {assumed_rho:g} between comparisons sharing a control arm"
+        if not -1 < assumed_rho < 1:
+            raise InputError(f"assumed correlation {assumed_rho} must lie strictly between -1 and 1", file=file)
+        V = with_assumed_correlation(cov, assumed_rho)
+        how = (f"assumed correlation rho = {assumed_rho:g} between comparisons sharing a control arm"
+               + (" where only generic effects are given; from the arm data elsewhere" if
+                  len(cov.unmodelled) < len(cov.groups) else ""))
     elif cov.groups:
         how = "from the arm data (Gleser & Olkin 2009)"
     else:
