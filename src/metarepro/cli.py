@@ -15,7 +15,7 @@ from . import io
 from .conventions import CHOICES, CONVENTIONS
 from .errors import InputError, MetareproWarning
 from .metareg import REG_METHODS
-from .names import METHODS, T_TESTS, TESTS
+from .names import METHODS, MV_METHODS, MV_TESTS, STRUCTS, T_TESTS, TESTS
 from .pooling import PoolResult, _clean, pool
 
 
@@ -68,6 +68,47 @@ def summary_text(res: PoolResult) -> str:
     return "\n".join(lines)
 
 
+def mv_summary_text(res) -> str:
+    """A readable summary of a multilevel fit, in the spirit of metafor's ``print.rma.mv``."""
+    lines = [f"Multivariate/multilevel model (k = {res.k}; method: {res.method}; test: {res.test}"
+             + (f"; measure: {res.measure}" if res.measure else "") + ")",
+             f"random: {', '.join(res.random) or 'none'}" + (f" (struct {res.struct})" if res.struct else "")]
+    if res.covariance:
+        lines.append(f"sampling covariance: {res.covariance}")
+    for g in res.shared_arms:
+        lines.append(f"shared control arm: {' | '.join(g)}")
+    lines.append(f"logLik = {_fmt(res.loglik)}  deviance = {_fmt(res.deviance)}  AIC = {_fmt(res.aic)}  "
+                 f"BIC = {_fmt(res.bic)}  AICc = {_fmt(res.aicc)}")
+    for n, s, lv in zip(res.sigma2_names, res.sigma2, res.sigma2_levels):
+        lines.append(f"sigma^2 ({n}, {lv} levels) = {_fmt(s)}")
+    for n, t in zip(res.tau2_names, res.tau2):
+        lines.append(f"tau^2 ({n}) = {_fmt(t)}")
+    for r in res.rho:
+        lines.append(f"rho = {_fmt(r)}")
+    lines.append(f"QE({res.qe_df}) = {_fmt(res.qe)}, p = {_fmt(res.qe_pvalue)}")
+    if res.p > 1:
+        df = f"{res.qm_df[0]}" + (f", {res.qm_df[1]:g}" if res.qm_df[1] is not None else "")
+        lines.append(f"QM({df}) = {_fmt(res.qm)}, p = {_fmt(res.qm_pvalue)}")
+    stat = "t" if res.test == "t" else "z"
+    for _, c in res.coefficients.iterrows():
+        lines.append(f"{c['term']}: estimate = {_fmt(c['estimate'])}  se = {_fmt(c['se'])}  {stat} = "
+                     f"{_fmt(c['statistic'])}  p = {_fmt(c['pvalue'])}  {res.level:g}% CI "
+                     f"[{_fmt(c['ci_lower'])}, {_fmt(c['ci_upper'])}]")
+    if res.p == 1 and res.pi_lower == res.pi_lower:
+        lines.append(f"prediction interval [{_fmt(res.pi_lower)}, {_fmt(res.pi_upper)}]")
+    nat = res.natural()
+    if nat:
+        lines.append(f"natural scale: {_fmt(nat['estimate_natural'])} [{_fmt(nat['ci_lower_natural'])}, "
+                     f"{_fmt(nat['ci_upper_natural'])}]")
+    if not res.converged:
+        lines.append("WARNING: the optimiser did not converge (see warnings)")
+    for e in res.excluded:
+        lines.append(f"excluded: {e['study']}: {e['reason']}")
+    for w in res.warnings:
+        lines.append(f"note: {w}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="metarepro", description="Re-pool meta-analyses; metafor-compatible engine.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -113,6 +154,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--add", type=float, default=None, help="continuity correction for zero cells")
     r.add_argument("--to", default="only0", choices=("only0", "all", "if0all", "none"))
     r.add_argument("--json", action="store_true", help="one JSON object")
+    m = sub.add_parser("pool-mv", help="multilevel/multivariate model (metafor rma.mv): comparisons "
+                       "sharing a control arm get their covariance")
+    m.add_argument("file", help="CSV: one row per comparison; 'study' and 'arm_c' name the trial and its "
+                   "control arm")
+    m.add_argument("--measure", required=True, choices=io.MEASURES)
+    m.add_argument("--random", action="append", default=None,
+                   help="metafor formula, e.g. '~ 1 | study/comparison' (repeatable; default: one random "
+                   "effect per comparison)")
+    m.add_argument("--struct", default="CS", choices=STRUCTS, help="structure of an '~ inner | outer' term")
+    m.add_argument("--mods", nargs="+", default=None, help="moderator columns (e.g. a dose)")
+    m.add_argument("--no-intercept", action="store_true",
+                   help="no intercept (e.g. a dose-response through zero at the control arm's dose)")
+    m.add_argument("--method", default="REML", choices=MV_METHODS)
+    m.add_argument("--test", default="z", choices=MV_TESTS)
+    m.add_argument("--level", type=float, default=95.0, help="confidence level in percent")
+    m.add_argument("--assumed-rho", type=float, default=None,
+                   help="generic effects only: assumed correlation of comparisons sharing a control arm "
+                   "(a sensitivity analysis, not evidence)")
+    m.add_argument("--add", type=float, default=0.5, help="continuity correction for zero cells")
+    m.add_argument("--to", default="only0", choices=("only0", "all", "if0all", "none"))
+    m.add_argument("--ci-level", type=float, default=95.0,
+                   help="level of intervals given in estimate,ci_lower,ci_upper columns")
+    m.add_argument("--json", action="store_true", help="one JSON object")
     c = sub.add_parser("check", help="check evidence files (data/extracted) against the provenance rules")
     c.add_argument("paths", nargs="+", help="analysis YAML (or CSV) files, or folders holding them")
     return p
@@ -256,6 +320,16 @@ def _run(args) -> int:
         return _check(args.paths)
     if args.command == "regress":
         return _regress(args)
+    if args.command == "pool-mv":
+        from .multilevel import pool_mv
+
+        frame = io.read_table(args.file)
+        res = pool_mv(frame, args.measure, random=args.random, mods=args.mods, intercept=not args.no_intercept,
+                      struct=args.struct,
+                      method=args.method, test=args.test, level=args.level, assumed_rho=args.assumed_rho,
+                      add=args.add, to=args.to, ci_level=args.ci_level)
+        print(json.dumps(res.to_dict()) if args.json else mv_summary_text(res))
+        return 0
     frame = io.read_table(args.file)
     drop00 = {None: None, "yes": True, "no": False, "revman5": "revman5"}[args.drop00]
     with warnings.catch_warnings():

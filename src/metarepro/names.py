@@ -32,6 +32,11 @@ RATIO_MEASURES = ("RR", "OR", "ROM", "IRR", "ROMC")
 TRANSFORM = {**dict.fromkeys(RATIO_MEASURES + ("PLN", "IRLN", "MNLN"), "log"),
              "ZCOR": "atanh", "ZPCOR": "atanh", "PLO": "logit", "PAS": "arcsine",
              "PFT": "freeman_tukey", "IRS": "sqrt", "IRFT": "freeman_tukey_rate"}
+#: Multilevel/multivariate models (metafor rma.mv): estimation methods ("EE"/"FE": no random
+#: effects), tests of the coefficients (z, or t on k - p df) and structures of '~ inner | outer'.
+MV_METHODS = ("REML", "ML", "EE", "FE")
+MV_TESTS = ("z", "t")
+STRUCTS = ("CS", "HCS")
 
 #: Fields of a pooled result, in the order of the JSON, the API and pooled.csv.
 FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df",
