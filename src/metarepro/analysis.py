@@ -16,6 +16,7 @@ from . import io
 from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
+from .formatting import p_equals
 from .names import FIELDS, FORENSICS_COLUMNS, NATURAL, POOLED_COLUMNS, REPRODUCTION_COLUMNS, TESTS  # noqa: F401
 from .pooling import PoolResult, pool
 from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
@@ -224,7 +225,7 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
                 + "; ".join(f"{m['study']} — {m['reason']}" for m in missing) + ")" if missing else "") + ".",
              "",
              "| statistic | value | 95% CI |", "|---|---|---|",
-             f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | p = {_fmt(d['q_pvalue'], 4)} |",
+             f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | {p_equals(d['q_pvalue'])} |",
              (f"| tau² | {_fmt(d['tau2'], 4)} | {bound(d['tau2_ci_lower'], lo_c, 'lower', 4)} to "
              f"{bound(d['tau2_ci_upper'], hi_c, 'upper', 4)} |"),
              (f"| I² (%) | {_fmt(d['i2'], 1)} | {bound(d['i2_ci_lower'], lo_c, 'lower', 1)} to "

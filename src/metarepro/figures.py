@@ -50,6 +50,7 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 from . import _dist as stats
 from . import io, natural
+from .formatting import p_equals
 from .names import T_TESTS, TEST_LABELS
 
 __all__ = ["baujat_plot", "bubble_plot", "forest_plot", "funnel_plot", "influence_plot", "leave_one_out_plot",
@@ -167,12 +168,6 @@ def _num(x, d=2):
     return f"{x:.{d}f}" if np.isfinite(x) else "NA"
 
 
-def _p(p):
-    if not np.isfinite(p):
-        return "= NA"
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
 def _tau2(t):
     return f"{t:.4f}" if (t == 0 or t >= 1e-4) else f"{t:.2e}"
 
@@ -189,7 +184,7 @@ def _model_label(res):
 
 def _het_line(res):
     tau2 = "" if _is_common(res) else f"\u03c4\u00b2 = {_tau2(res.tau2)}; "
-    return (f"Heterogeneity: {tau2}Q = {res.q:.2f} (df = {res.q_df}, p {_p(res.q_pvalue)}); "
+    return (f"Heterogeneity: {tau2}Q = {res.q:.2f} (df = {res.q_df}, {p_equals(res.q_pvalue)}); "
             f"I\u00b2 = {res.i2:.0f}%")
 
 
@@ -198,7 +193,7 @@ def _test_line(res, what="Test for overall effect"):
         stat = f"t = {_num(res.statistic)} (df = {res.df:g})"
     else:
         stat = f"z = {_num(res.statistic)}"
-    return f"{what}: {stat}, p {_p(res.pvalue)}"
+    return f"{what}: {stat}, {p_equals(res.pvalue)}"
 
 
 def _short_reason(reason):
@@ -361,7 +356,7 @@ def _subgroup_test(subgroups):
     mean = np.sum(w * est[ok]) / np.sum(w)
     q = float(np.sum(w * (est[ok] - mean) ** 2))
     df = int(ok.sum() - 1)
-    return f"Test for subgroup differences: Q = {q:.2f} (df = {df}, p {_p(stats.chi2.sf(q, df))})"
+    return f"Test for subgroup differences: Q = {q:.2f} (df = {df}, {p_equals(stats.chi2.sf(q, df))})"
 
 
 def _notes(result, common, subgroups, flagged_shown):
@@ -725,7 +720,7 @@ def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, tit
         stat = float(egger.get("statistic", np.nan))
         df = egger.get("df")
         kind, dft = ("t", f" (df = {df:g})") if df else ("z", "")
-        lines.append(f"Egger's test: {kind} = {stat:.2f}{dft}, p {_p(float(egger.get('pvalue', np.nan)))}")
+        lines.append(f"Egger's test: {kind} = {stat:.2f}{dft}, {p_equals(egger.get('pvalue'))}")
     if result.k < 10:
         lines.append(f"k = {result.k} < 10: funnel asymmetry tests have little power")
     ax.set_title("\n".join(lines), fontsize=FONT - 0.5, loc="left", linespacing=1.35)
@@ -909,7 +904,7 @@ def bubble_plot(yi, vi, x, fit, *, moderator: str, measure: str, labels=None,
     _set_effect_axis(ax, measure, axis="y")
     p = fit.coefficients["pvalue"].to_numpy(float)[1]
     kind = "t" if fit.test in T_TESTS else "z"
-    ax.set_title(f"slope {b1:.4g} per unit ({fit.level:g}% band, {kind} test p {_p(p)}); k = {fit.k}, "
+    ax.set_title(f"slope {b1:.4g} per unit ({fit.level:g}% band, {kind} test {p_equals(p)}); k = {fit.k}, "
                  f"residual \u03c4\u00b2 = {fit.tau2:.4g}", fontsize=FONT - 0.5, loc="left")
     return _finish(fig, title)
 
