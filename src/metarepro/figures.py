@@ -375,6 +375,7 @@ def _published_rows(published):
         hi = nan if p.ci_upper is None else float(p.ci_upper)
         r = _row("published", f"Published: {p.label}" + (f" ({p.method})" if p.method else ""),
                  float(p.estimate), lo, hi)
+        r["parts"] = (f"Published: {p.label}", p.method or "")
         r["printed"] = tuple(_printed(x, p.decimals) for x in (p.estimate, p.ci_lower, p.ci_upper))
         rows.append(r)
     return rows
@@ -586,8 +587,9 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     limit = max(room, LABEL_WRAP)
     wrapped = []
     for r in rows:
-        if r["kind"] == "published" and len(r["label"]) > limit:
-            first, *more = textwrap.wrap(r["label"], limit - 2)
+        if r["kind"] == "published" and len(r["label"]) > limit:  # the method moves whole to the next line
+            head, method = r["parts"]
+            first, *more = textwrap.wrap(head, limit - 2) + ([method] if method else [])
             wrapped.append(dict(r, label=first))
             wrapped += [dict(_row("continued", "  " + line, group=r["group"]),
                              **{f"a{j}": " " * cw[j] for j in range(len(heads))}) for line in more]

@@ -95,7 +95,7 @@ def analysis_outputs(analysis):
 
 
 def all_outputs():
-    files = ["results/reproduction.csv", "results/reproduction.md"]
+    files = ["results/reproduction.csv", "results/reproduction.md", "results/index.html"]
     for a in ANALYSES:
         files += list(analysis_outputs(a).values())
     return files
