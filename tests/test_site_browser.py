@@ -22,8 +22,8 @@ from urllib.parse import unquote, urlparse
 import pytest
 from conftest import ESCAPED_COPY, EVIL
 
-CHROMIUM = os.environ.get("METAREPRO_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("METAREPRO_CHROMEDRIVER", "/usr/bin/chromedriver")
+CHROMIUM = os.environ.get("METAREPRO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = os.environ.get("METAREPRO_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--window-size=1400,1000")
 
