@@ -705,8 +705,8 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
                     gid="prediction-interval")
             ax.plot([lo, hi], [y, y], ls="none", marker="|", ms=6, mew=1.2, color=DIAMOND, zorder=3)
 
-    # ---- measure the text forestplot placed, then fix its units and anchors
-    fig.draw_without_rendering()
+    # ---- measure the text forestplot placed, then fix its units and anchors (each text is measured
+    # on its own: a full draw of the figure costs more than all the measuring together)
     renderer = fig.canvas.get_renderer()
     px2pt = 72.0 / fig.dpi
     ax.tick_params(axis="y", length=0)  # no hidden tick length in the label offset
@@ -752,7 +752,7 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
 
     # ---- notes under the axis, title above, both flush with the study column
     notes = _notes(result, common, subgroups, flagged_shown, published)
-    fig.draw_without_rendering()
+    ax.xaxis.get_tightbbox(renderer)  # places the axis label under the tick labels
     xl = ax.xaxis.label.get_window_extent(renderer)
     below = (ax.get_window_extent(renderer).y0 - xl.y0) * px2pt + 8
     note = ax.text(0, 0, "\n".join(notes), fontsize=FONT - 0.5, va="top", ha="left", linespacing=1.4,
@@ -765,7 +765,6 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
                       parse_math=False)
 
     # ---- size the figure to its content
-    fig.draw_without_rendering()
     nb = note.get_window_extent(renderer)
     margin = 0.12
     left_in = pad / 72 + margin
