@@ -2,13 +2,6 @@
 # page per analysis, read from everything the other rules wrote (metarepro.site).
 
 
-def site_inputs(wildcards):
-    files = ["results/reproduction.csv", "results/reproduction.md"]
-    for a in ANALYSES:
-        files += list(analysis_inputs(a).values()) + [str(f) for f in analysis_outputs(a).values()]
-    return files
-
-
 rule site:
     input:
         site_inputs,
