@@ -325,8 +325,9 @@ def test_model_label_is_read_from_the_result():
     res = metarepro.pool(GEN, measure="GEN", method="REML", test="knha")
     assert "Random effects (REML, Hartung-Knapp)" in texts(forest_plot(res, GEN))
     assert "Random effects (REML)" in texts(forest_plot(dataclasses.replace(res, test="z"), GEN))
-    assert "Random effects (PM, Hartung-Knapp, truncated)" in texts(
-        forest_plot(dataclasses.replace(res, method="PM", test="adhoc"), GEN))
+    adhoc = metarepro.pool(GEN, measure="GEN", method="PM", test="adhoc")
+    assert "Random effects (PM, Hartung-Knapp, ad hoc correction)" in texts(forest_plot(adhoc, GEN))
+    assert "Random effects (REML, newtest)" in texts(forest_plot(dataclasses.replace(res, test="newtest"), GEN))
 
 
 def test_favours_labels_under_the_axis_either_side_of_no_effect():
