@@ -646,7 +646,9 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
         ylocs = list(ax.get_yticks())
         for i, label in overflow.items():
             j = ylocs.index(ypos[i])
-            fmt.seq[j] = label + fmt.seq[j][len(label):] if len(fmt.seq[j]) >= len(label) else label
+            text = fmt.seq[j]
+            at = text.index(f"~{i}~")  # after forestplot's indent (rows under subgroup headings)
+            fmt.seq[j] = text[:at] + label + text[at + len(label):]
     nrows = len(out)  # with the header row (and subgroup headings)
     header_y = nrows - 1
     has_super = bool(supers)
