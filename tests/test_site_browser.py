@@ -25,7 +25,7 @@ from conftest import ESCAPED_COPY, EVIL
 CHROMIUM = os.environ.get("METAREPRO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = os.environ.get("METAREPRO_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--window-size=1400,1000")
+         "--disable-component-update", "--no-first-run", "--window-size=1400,1300")
 
 
 def _no_browser(why: str):
@@ -172,7 +172,7 @@ def test_forest_plot_with_the_published_diamond(browser, pipeline_run, shots):
 # ----------------------------------------------------------------------------- escaping
 
 
-def test_html_in_data_files_is_shown_as_text(browser, escaped_run, shots):
+def test_html_in_data_files_is_shown_as_text(browser, escaped_run, tmp_path):
     from selenium.common.exceptions import NoAlertPresentException
 
     results = escaped_run / "results"
@@ -191,6 +191,6 @@ def test_html_in_data_files_is_shown_as_text(browser, escaped_run, shots):
     hrefs = d.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);")
     assert not [h for h in hrefs if h.startswith("javascript:")]
     assert "javascript:alert(2)" in d.find_element("tag name", "body").text
-    d.save_screenshot(str(shots / "escaped.png"))
+    d.save_screenshot(str(tmp_path / "escaped.png"))
     d = open_page(browser, results / "mini" / "index.html")
     assert page_errors(d) == []
