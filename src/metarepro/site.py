@@ -249,7 +249,7 @@ def _trial_rows(csv_path: Path, subgroup: str | None) -> tuple[list[str], list[d
 # ----------------------------------------------------------------------------- pages
 
 
-def index_page(table: list[dict], analyses: list[dict], modern=("REML", "knha"), specs: dict | None = None) -> str:
+def index_page(table: list[dict], analyses: list[dict], modern=("REML", "adhoc"), specs: dict | None = None) -> str:
     """``results/index.html``: every target of reproduction.csv, in its order.
 
     Parameters
@@ -270,7 +270,7 @@ def index_page(table: list[dict], analyses: list[dict], modern=("REML", "knha"),
         targets=targets, analyses=analyses, verdicts=VERDICTS, counts=counts, modern=modern_label(modern))
 
 
-def analysis_page(results: Path, extracted: Path, analysis: str, table: list[dict], modern=("REML", "knha")) -> str:
+def analysis_page(results: Path, extracted: Path, analysis: str, table: list[dict], modern=("REML", "adhoc")) -> str:
     """``results/<analysis>/index.html``: the analysis's targets with the whole reasons, per
     outcome the forest and funnel plots, the heterogeneity and robustness reports and the
     diagnostic plots, the method forensics, missing trials, integrity flags and the
@@ -292,7 +292,7 @@ def analysis_page(results: Path, extracted: Path, analysis: str, table: list[dic
         has_csv=(extracted / f"{analysis}.csv").is_file())
 
 
-def write_site(results: str | Path, extracted: str | Path, analyses: list[str], modern=("REML", "knha"),
+def write_site(results: str | Path, extracted: str | Path, analyses: list[str], modern=("REML", "adhoc"),
                index: str | Path | None = None) -> list[Path]:
     """Write ``index.html`` and ``<analysis>/index.html`` for every analysis under ``results``.
 
