@@ -136,7 +136,9 @@ class Target:
     page: str  # link to the analysis page, relative to the page showing the row
     as_printed: str | None = None  # the published numbers at their printed precision (from the YAML)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # the CSV's columns as attributes (t.verdict, t.reason, ...)
+        if name.startswith("__") or name == "row":
+            raise AttributeError(name)
         try:
             return self.row[name]
         except KeyError:
