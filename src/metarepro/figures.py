@@ -742,6 +742,11 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
         ax.text(0, header_y + 0.9, "".join(line).rstrip(), transform=text_left, ha="left", va="center",
                 fontsize=FONT, fontweight="bold", family=MONO)
 
+    # ---- trailing blanks of the left-flushed labels (rows without arm data) draw nothing but cost a glyph
+    # each in every format: dropped once the layout is measured
+    fmt = ax.yaxis.get_major_formatter()
+    fmt.seq = [text.rstrip() for text in fmt.seq]
+
     # ---- "Favours ..." under the axis, either side of no effect; the axis label moves below them
     if favours:
         below_ticks = -(3 + 3.5 + FONT * 1.25 + 2) / 72
