@@ -355,3 +355,25 @@ def test_long_titles_wrap_inside_the_figure():
         assert "\n" in t.get_text()
         assert t.get_window_extent(r).x1 <= fig.bbox.x1
         assert " ".join(t.get_text().split()) == " ".join(title.split())
+
+
+def test_a_published_result_on_another_scale_is_not_drawn_and_the_figure_says_why(tmp_path):
+    """Cockayne's hip OR given as an RR: it cannot sit on the outcome's OR axis."""
+    import shutil
+
+    from metarepro.analysis import figure_inputs
+    from metarepro.extracted import load_analysis
+
+    spec = yaml.safe_load((EXTRACTED / "vitk2_fractures.yaml").read_text(encoding="utf-8"))
+    for t in spec["targets"]:
+        if t["outcome"] == "hip_fracture":
+            t["measure"] = "RR"
+    (tmp_path / "vitk2_fractures.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    shutil.copy2(EXTRACTED / "vitk2_fractures.csv", tmp_path / "vitk2_fractures.csv")
+    an = load_analysis(tmp_path / "vitk2_fractures.csv", tmp_path / "vitk2_fractures.yaml")
+    fi = figure_inputs(an, "hip_fracture")
+    assert fi.published == ()
+    assert fi.not_drawn == ("Cockayne 2006, 7 Japanese trials: published as RR, not OR",)
+    fig = forest_plot(fi.result, fi.frame, published=fi.published, notes=[f"Not drawn: {w}" for w in fi.not_drawn])
+    assert not gid_patches(fig, "published-diamond")
+    assert any("Not drawn: Cockayne 2006, 7 Japanese trials: published as RR, not OR" in t for t in texts(fig))

@@ -469,7 +469,7 @@ def _some(names, n=6):
 
 def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagged=(), subgroups=None,
                 title: str | None = None, effect_label: str | None = None, published=(),
-                favours: tuple[str, str] | None = None) -> Figure:
+                favours: tuple[str, str] | None = None, notes=()) -> Figure:
     """Forest plot of a pooled result.
 
     Parameters
@@ -508,6 +508,8 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     favours : (str, str), optional
         Labels printed under the axis, left and right of the line of no
         effect (e.g. ``("Favours Ca + D", "Favours control")``).
+    notes : sequence of str, optional
+        Further footnotes (e.g. which published results are not drawn, and why).
 
     Returns
     -------
@@ -758,7 +760,7 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
         ax.xaxis.labelpad = 4 + FONT * 1.25 + 4
 
     # ---- notes under the axis, title above, both flush with the study column
-    notes = _notes(result, common, subgroups, flagged_shown, published)
+    notes = _notes(result, common, subgroups, flagged_shown, published) + list(notes)
     ax.xaxis.get_tightbbox(renderer)  # places the axis label under the tick labels
     xl = ax.xaxis.label.get_window_extent(renderer)
     below = (ax.get_window_extent(renderer).y0 - xl.y0) * px2pt + 8
