@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/statistics.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/reproduce.smk"
+include: "workflow/rules/site.smk"
 
 
 rule all:

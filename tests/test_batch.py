@@ -67,7 +67,8 @@ def test_bad_table_fails_alone():
                          "events_c": ["11", "29", "11"], "total_c": ["139", "303", "220"]})
     bad = good.copy()
     bad.loc[1, "events_t"] = "400"
-    reqs = [Fit(good, "RR", "DL"), Fit(bad, "RR", "DL"), Fit(good.copy(), "RR", "DL")]
+    reqs = [Fit.of(good, measure="RR", method="DL"), Fit.of(bad, measure="RR", method="DL"),
+            Fit.of(good.copy(), measure="RR", method="DL")]
     out = fit_many(reqs)
     assert isinstance(out[1], InputError) and str(out[1]) == str(fit_alone(reqs[1]))
     assert "events_t" in str(out[1])
@@ -75,7 +76,7 @@ def test_bad_table_fails_alone():
 
 
 def iter_one(frame):
-    (res,) = yield [Fit(frame, "RR", "DL")]
+    (res,) = yield [Fit.of(frame, measure="RR", method="DL")]
     return res
 
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import io
-from .batch import Fit, drive, value
+from .batch import Fit, drive, fit_alone, value
 from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
+from .formatting import p_equals
 from .names import FIELDS, FORENSICS_COLUMNS, NATURAL, POOLED_COLUMNS, REPRODUCTION_COLUMNS, TESTS  # noqa: F401
 from .pooling import PoolResult, _clean, pool
 from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
@@ -24,19 +26,26 @@ from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
     judge,
     published_method,
     reproduction_markdown,
+    target_convention,
     target_measure,
     target_record,
     unpooled_verdict,
 )
+from .spec import outcome_favours
 
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 
 
-def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> pd.DataFrame:
+def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None, *,
+                  split_shared: bool = True) -> pd.DataFrame:
     """The rows of one outcome (optionally one comparison) ready for :func:`pool`.
 
     Study labels are made unique by appending the comparison where a trial
-    contributes several comparisons (multi-arm trials).
+    contributes several comparisons (multi-arm trials). Comparisons sharing a
+    control arm are split or dropped as :func:`_shared_controls` says, so that
+    the univariate engine never counts an arm twice; ``split_shared=False``
+    keeps the rows and their trial labels as extracted, for the multilevel model
+    (:func:`metarepro.multiarm.multi_arm_section`), which models their covariance.
     """
     rows = an.rows(outcome)
     if comparison is not None and "comparison" in rows.columns:
@@ -44,6 +53,10 @@ def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> 
         lines = [ln for ln, k in zip(rows.attrs["lines"], keep) if k]
         rows = rows[keep].reset_index(drop=True)
         rows.attrs.update(source=an.csv_path, lines=lines, first_line=None)
+    if not split_shared:  # trial labels stay as extracted: they say which comparisons share an arm
+        rows.attrs.setdefault("arm_corrections", [])
+        rows.attrs.setdefault("arm_excluded", [])
+        return rows
     rows = _shared_controls(rows)
     if "comparison" in rows.columns and rows["study"].duplicated().any():
         attrs = dict(rows.attrs)
@@ -100,13 +113,14 @@ def _shared_controls(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def applicable_methods(frame: pd.DataFrame, measure: str) -> list[str]:
-    """FE and every tau² estimator, plus MH/Peto where 2x2 counts allow them."""
+    """FE and every tau² estimator, plus MH/Peto and MH-DL where 2x2 counts allow them."""
     methods = ["FE"]
-    if io.counts_on_every_row(frame, measure):
+    binary = io.counts_on_every_row(frame, measure)
+    if binary:
         methods.append("MH")
         if measure == "OR":
             methods.append("PETO")
-    return methods + list(RE_METHODS)
+    return methods + list(RE_METHODS) + (["MH-DL"] if binary else [])
 
 
 def _quiet_pool(frame, **kw) -> PoolResult:
@@ -116,7 +130,8 @@ def _quiet_pool(frame, **kw) -> PoolResult:
 
 
 def pooled_table(an: Analysis, tests=TESTS, level: float = 95) -> pd.DataFrame:
-    """One row per outcome × method × test with the engine's fields."""
+    """One row per outcome × method × test with the engine's fields, under the
+    analysis's computing convention (YAML ``convention``, default metafor's)."""
     return drive(pooled_table_fits(an, tests=tests, level=level))
 
 
@@ -124,6 +139,7 @@ def pooled_table_fits(an: Analysis, tests=TESTS, level: float = 95):
     """:func:`pooled_table` as a conversation of :mod:`metarepro.batch` (it yields
     the fits of each outcome and returns the table), to be fitted alone or in a batch."""
     recs = []
+    conv = an.spec.get("convention") or "metafor"
     for outcome in an.outcomes():
         frame = outcome_frame(an, outcome)
         if frame.empty:
@@ -131,11 +147,12 @@ def pooled_table_fits(an: Analysis, tests=TESTS, level: float = 95):
         measure = an.measure_of(outcome)
         plan = [(method, test) for method in applicable_methods(frame, measure) for test in tests
                 if not (method in ("MH", "PETO") and test != "z")]
-        fits = yield [Fit(frame, measure, method, test, level, studies=False) for method, test in plan]
+        fits = yield [Fit.of(frame, measure=measure, method=method, test=test, level=level, convention=conv,
+                             studies=False) for method, test in plan]
         for (method, test), res in zip(plan, fits):
             res = value(res)
             rec = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method,
-                   "test": test}
+                   "test": test, "convention": res.convention}
             rec.update({k: _clean(getattr(res, k)) for k in FIELDS})
             rec.update(res.natural())
             recs.append(rec)
@@ -187,9 +204,11 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
     """:func:`heterogeneity` as a conversation of :mod:`metarepro.batch`."""
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
+    conv = an.spec.get("convention") or "metafor"
     plan = [(m, t) for m in ("FE",) + RE_METHODS for t in TESTS]
-    fits = yield [Fit(frame, measure, method, test, level)] + [Fit(frame, measure, m, t, level, studies=False)
-                                                                for m, t in plan]
+    fits = yield ([Fit.of(frame, measure=measure, method=method, test=test, level=level, convention=conv)]
+                  + [Fit.of(frame, measure=measure, method=m, test=t, level=level, convention=conv,
+                            studies=False) for m, t in plan])
     main = value(fits[0])
     rows = []
     for (m, t), r in zip(plan, fits[1:]):
@@ -223,7 +242,7 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
                 + "; ".join(f"{m['study']} — {m['reason']}" for m in missing) + ")" if missing else "") + ".",
              "",
              "| statistic | value | 95% CI |", "|---|---|---|",
-             f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | p = {_fmt(d['q_pvalue'], 4)} |",
+             f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | {p_equals(d['q_pvalue'])} |",
              (f"| tau² | {_fmt(d['tau2'], 4)} | {bound(d['tau2_ci_lower'], lo_c, 'lower', 4)} to "
              f"{bound(d['tau2_ci_upper'], hi_c, 'upper', 4)} |"),
              (f"| I² (%) | {_fmt(d['i2'], 1)} | {bound(d['i2_ci_lower'], lo_c, 'lower', 1)} to "
@@ -253,6 +272,14 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
                      f"{bound(r['tau2_ci_upper'], r['tau2_ci_upper_censored'], 'upper', 4)} | {_fmt(r['i2'], 1)} "
                      f"| {_fmt(est)} | {_fmt(lo)}–{_fmt(hi)} "
                      f"| {_fmt(plo)}–{_fmt(phi)} |")
+    shared = _modelled_shared_arms(an, outcome)
+    if shared:
+        report["multi_arm_main"] = shared
+        lines += ["", ("Comparisons sharing a control arm (" + "; ".join(", ".join(g) for g in shared["groups"])
+                       + ") are pooled above with the control arm split among them; the main analysis models "
+                       "their covariance from the arm data (multilevel model: estimate "
+                       f"{_fmt(shared['estimate'])} ({_fmt(shared['ci_lower'])} to {_fmt(shared['ci_upper'])})); "
+                       "see the robustness report.")]
     lines += ["", "## Corrected and excluded studies", ""]
     lines += correction_lines(report["corrections"], report["excluded"],
                               none="None: every study entered as extracted.")
@@ -260,6 +287,27 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
         lines += ["", "## Integrity flags", ""]
         lines += [f"- {s}: {f}" for s, f in an.flagged().items()]
     return report, "\n".join(lines) + "\n"
+
+
+def _modelled_shared_arms(an: Analysis, outcome: str, comparison: str | None = None, method: str = "REML",
+                         test: str = "knha", level: float = 95) -> dict | None:
+    """The multilevel main analysis of an outcome whose comparisons share control arms and
+    carry arm data (None otherwise): :func:`metarepro.multiarm.multi_arm_section`'s ``main``
+    with the groups."""
+    from .multiarm import multi_arm_section, shared_arm_groups
+
+    rows = outcome_frame(an, outcome, comparison, split_shared=False)
+    if rows.empty or not shared_arm_groups(rows):
+        return None
+    cols = set(rows.columns)
+    if not (set(io.BINARY) <= cols or set(io.CONTINUOUS) <= cols):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sec = multi_arm_section(rows, an.measure_of(outcome), method=method, test=test, level=level)
+    if not sec.get("main"):
+        return None
+    return dict(sec["main"], groups=sec["groups"])
 
 
 def correction_lines(corrections: list, excluded: list, none: str) -> list[str]:
@@ -330,6 +378,12 @@ def forensics_table_fits(an: Analysis, level: float = 95):
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
+def _combination(row) -> str:
+    """``method (test)``, with the convention where it is not metafor's: ``MH-DL (z, revman5)``."""
+    conv = row.get("convention", "metafor")
+    return f"{row['method']} ({row['test']}{'' if conv in (None, 'metafor') else ', ' + conv})"
+
+
 def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> str | None:
     """In words: which combinations reproduce a target (estimate and CI at the
     printed precision), or that none does and which came closest."""
@@ -338,7 +392,7 @@ def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> s
         return None
 
     def methods(rows):
-        return ", ".join(dict.fromkeys(f"{r['method']} ({r['test']})" for _, r in rows.iterrows()))
+        return ", ".join(dict.fromkeys(_combination(r) for _, r in rows.iterrows()))
 
     def conventions(rows):
         used = list(dict.fromkeys(rows["zero_cells"]))
@@ -348,7 +402,7 @@ def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> s
         return "; only with zero-cell convention(s): " + ", ".join(used)
 
     best = f.iloc[0]
-    closest = (f"{best['method']} ({best['test']}) gives {best['estimate']:.3f} ({best['ci_lower']:.3f} to "
+    closest = (f"{_combination(best)} gives {best['estimate']:.3f} ({best['ci_lower']:.3f} to "
                f"{best['ci_upper']:.3f})")
     both = f[f["matches_estimate"] & f["matches_ci"]]
     if len(both):
@@ -359,6 +413,29 @@ def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> s
                 f"{methods(est)}{conventions(est)}; closest: {closest}")
     return (f"none of {len(f)} combinations reproduces the printed numbers; closest: {closest}, largest "
             f"difference {best['max_abs_diff']:.3f}")
+
+
+def _published_fit(frame: pd.DataFrame, measure: str, target: dict, level: float,
+                   convention: str = "metafor") -> tuple[PoolResult, str, str]:
+    """The target's trials re-pooled with the published method (z test) under the target's
+    convention, the method code used and how it was chosen
+    (:func:`~metarepro.reproduce.published_method`; MH, Peto and MH-DL need 2x2 counts on every
+    row, else inverse variance: FE, or DL for MH-DL). Raises InputError where the rows cannot be
+    pooled."""
+    request, method, how = _published_request(frame, measure, target, level, convention)
+    return value(fit_alone(request)), method, how
+
+
+def _published_request(frame: pd.DataFrame, measure: str, target: dict, level: float,
+                       convention: str = "metafor") -> tuple[Fit, str, str]:
+    """The fit of :func:`_published_fit`, not yet fitted."""
+    method, how = published_method(target)
+    if method in ("MH", "PETO", "MH-DL") and not io.counts_on_every_row(frame, measure):
+        iv = "DL" if method == "MH-DL" else "FE"
+        method, how = iv, f"{method} needs 2x2 counts on every row; inverse-variance {iv} used instead"
+    request = Fit.of(frame, measure=measure, method=method, test="z", level=level, convention=convention,
+                     studies=False)
+    return request, method, how
 
 
 def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, level: float = 95,
@@ -375,18 +452,17 @@ def reproduction_rows_fits(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE
     for t in an.spec["targets"]:
         frame, measure = _target_frame(an, t)
         ratio = measure in io.RATIO_MEASURES
-        method, how = published_method(t)
         rec, missing = target_record(an.name, an.spec, t)
         if forensics is not None:
             rec["likely_method"] = likely_method(forensics, t["label"], t["outcome"])
         if t.get("trial_set") == "other" or frame.empty:
             out.append(unpooled_verdict(t, rec, missing, measure))
             continue
-        if method in ("MH", "PETO") and not io.counts_on_every_row(frame, measure):
-            method, how = "FE", f"{method} needs 2x2 counts on every row; inverse-variance FE used instead"
+        conv = target_convention(an.spec, t)
         # the modern model is fitted with the published one; it is read only if that one could be fitted
-        fits = yield [Fit(frame, measure, method, "z", level, studies=False),
-                      Fit(frame, measure, modern[0], modern[1], level, studies=False)]
+        request, method, how = _published_request(frame, measure, t, level, conv)
+        fits = yield [request, Fit.of(frame, measure=measure, method=modern[0], test=modern[1], level=level,
+                                      convention=conv, studies=False)]
         try:
             res = value(fits[0])
         except InputError as err:
@@ -396,12 +472,18 @@ def reproduction_rows_fits(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE
         ours = {"estimate": nat["estimate_natural"], "ci_lower": nat["ci_lower_natural"],
                 "ci_upper": nat["ci_upper_natural"]}
         rec.update(reproduced_estimate=ours["estimate"], reproduced_ci_lower=ours["ci_lower"],
-                   reproduced_ci_upper=ours["ci_upper"], method=f"{method} (z)", k_used=res.k)
+                   reproduced_ci_upper=ours["ci_upper"],
+                   method=f"{method} (z{'' if conv == 'metafor' else ', ' + conv})", k_used=res.k)
         mod = value(fits[1])
         mn = mod.natural() or {f"{k}_natural": getattr(mod, k) for k in NATURAL}
         rec.update(modern_estimate=mn["estimate_natural"], modern_ci_lower=mn["ci_lower_natural"],
                    modern_ci_upper=mn["ci_upper_natural"], modern_pi_lower=mn["pi_lower_natural"],
                    modern_pi_upper=mn["pi_upper_natural"])
+        shared = _modelled_shared_arms(an, t["outcome"], t.get("comparison"), modern[0], modern[1], level)
+        if shared:  # comparisons share control arms: the multilevel model is the modern analysis
+            rec.update(modern_estimate=shared["estimate"], modern_ci_lower=shared["ci_lower"],
+                       modern_ci_upper=shared["ci_upper"], modern_pi_lower=shared["pi_lower"],
+                       modern_pi_upper=shared["pi_upper"])
         if t.get("estimate") is None:
             v = ("not_reproducible", "the published estimate is not printed in a readable source")
         else:
@@ -418,38 +500,114 @@ def reproduction_rows_fits(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE
             if frame.attrs.get("arm_corrections"):
                 v = (v[0], v[1] + "; " + "; ".join(f"{c['study']}: {c['action']}"
                                                    for c in frame.attrs["arm_corrections"]))
+            if shared:
+                v = (v[0], v[1] + f"; modern re-analysis: {shared['model']}")
         rec.update(verdict=v[0], reason=v[1])
         out.append(rec)
     return out
 
 
+@dataclass(frozen=True)
+class PublishedPooled:
+    """A published pooled result of an outcome's trials, as a forest plot draws it: the numbers
+    as printed (natural scale) and the same trials re-pooled with the published method."""
+
+    label: str  #: the paper, as the YAML target names it
+    method: str  #: its model and method as printed ("random effects", "common effect, PETO")
+    estimate: float
+    ci_lower: float | None
+    ci_upper: float | None
+    decimals: int  #: printed precision
+    repooled: PoolResult | None  #: the trials re-pooled with the published method (None: not poolable)
+    repooled_label: str  #: e.g. "Re-pooled as published (DL, assumed), k = 7"
+    note: str | None = None  #: a footnote (e.g. why the method was assumed)
+
+
+@dataclass(frozen=True)
 class FigureInputs:
     """What a forest or funnel plot of one outcome needs, computed by the engine."""
 
-    def __init__(self, result, frame, common, flagged, subgroups, egger, title):
-        self.result, self.frame, self.common = result, frame, common
-        self.flagged, self.subgroups, self.egger, self.title = flagged, subgroups, egger, title
+    result: PoolResult  #: the modern random-effects fit
+    frame: pd.DataFrame
+    common: PoolResult | None
+    flagged: set
+    subgroups: object | None  #: PoolTable by the YAML's subgroup column
+    egger: dict | None
+    title: str
+    published: tuple = ()  #: PublishedPooled of the outcome's targets (same trial set)
+    favours: tuple[str, str] | None = None
+    not_drawn: tuple = ()  #: targets of the outcome not drawn, with the reason
+
+
+def published_pooled(an: Analysis, outcome: str, measure: str, level: float = 95
+                     ) -> tuple[list[PublishedPooled], list[str]]:
+    """The outcome's published targets that pooled this analysis's trials (``trial_set`` not
+    ``other``), each with its re-pooling by the published method; and, for targets that cannot be
+    drawn on the outcome's axis (no printed estimate, another measure), why not."""
+    from .reproduce import decimals_of
+
+    out, skipped = [], []
+    for t in an.spec["targets"]:
+        if t["outcome"] != outcome or t.get("trial_set") == "other":
+            continue
+        if t.get("estimate") is None:
+            skipped.append(f"{t['label']}: no estimate printed")
+            continue
+        frame, m = _target_frame(an, t)
+        if m != measure:
+            skipped.append(f"{t['label']}: published as {m}, not {measure}")
+            continue
+        stated = (t.get("method") or "").strip()
+        printed = ", ".join(x for x in (t.get("model"), stated) if x and x.lower() != "unknown")
+        res, method, how, note = None, "", "", None
+        if not frame.empty:
+            try:
+                res, method, how = _published_fit(frame, measure, t, level, target_convention(an.spec, t))
+            except InputError as err:
+                note = f"{t['label']}: not re-pooled ({err.problem})"
+        k_pub = t.get("k")
+        if res is not None:
+            k = f"k = {res.k}" + (f" of {k_pub}" if k_pub else "")
+            assumed = not how.startswith("as published")
+            label = f"Re-pooled as published ({method}{', assumed' if assumed else ''}), {k}"
+            if res.k == 1 and method not in ("MH", "PETO", "MH-DL"):  # inverse variance of one trial: the trial itself
+                label, assumed = f"Re-computed from the trial's data, {k}", False
+            if assumed:  # the long reason is in reproduction.csv; the figure says it briefly
+                why = how if "needs 2x2 counts" in how else "the paper names no estimator"
+                note = f"{method} assumed for {t['label']}: {why}"
+        else:
+            label = ""
+        out.append(PublishedPooled(label=t["label"], method=printed, estimate=float(t["estimate"]),
+                                   ci_lower=t.get("ci_lower"), ci_upper=t.get("ci_upper"),
+                                   decimals=decimals_of(t), repooled=res, repooled_label=label, note=note))
+    return out, skipped
 
 
 def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
                   common_method: str = "FE") -> FigureInputs:
     """Fit the models a figure shows: the modern random-effects model, the
-    common-effect model, subgroups (if the YAML names a column) and Egger's test."""
+    common-effect model, subgroups (if the YAML names a column), Egger's test,
+    and the outcome's published results beside their re-pooling with the
+    published method (:func:`published_pooled`); the YAML's ``favours`` labels."""
     modern = modern or {"method": "REML", "test": "adhoc"}
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
-    res = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"], level=level)
+    conv = an.spec.get("convention") or "metafor"
+    res = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"], level=level,
+                      convention=conv)
     cm = common_method
     if cm in ("MH", "PETO") and cm not in applicable_methods(frame, measure):
         cm = "FE"
-    common = _quiet_pool(frame, measure=measure, method=cm, test="z", level=level)
+    common = _quiet_pool(frame, measure=measure, method=cm, test="z", level=level, convention=conv)
     subgroups = None
     col = an.spec.get("subgroup")
     if col and col in frame.columns and frame[col].nunique() > 1:
         subgroups = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"],
-                                level=level, by=col)
+                                level=level, by=col, convention=conv)
     egger = None
     if res.k >= 3:
         egger = egger_test(res, model="lm").to_dict()
     label = f"{an.spec['title']}: {outcome.replace('_', ' ')}"
-    return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label)
+    published, not_drawn = published_pooled(an, outcome, measure, level)
+    return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label, tuple(published),
+                        outcome_favours(an.spec, outcome), tuple(not_drawn))

@@ -46,7 +46,8 @@ _ENGINE_COLUMNS = tuple(dict.fromkeys(("study",) + io.BINARY + io.CONTINUOUS + i
 
 @dataclass(frozen=True, eq=False)
 class Fit:
-    """One model to fit: a study table and the options of :func:`~metarepro.pooling.pool`.
+    """One model to fit: a study table and the keyword arguments of
+    :func:`~metarepro.pooling.pool` (made with :meth:`of`).
 
     ``studies=False`` asks only for the fields, corrections, exclusions and
     warnings of the result (its ``studies`` table is then None), which is all
@@ -54,20 +55,17 @@ class Fit:
     """
 
     frame: pd.DataFrame
-    measure: str
-    method: str = "REML"
-    test: str = "z"
-    level: float = 95
-    add: float = 0.5
-    to: str = "only0"
-    drop00: bool | None = None
-    ci_level: float = 95
+    kw: tuple = ()
     studies: bool = field(default=True)
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, *, studies: bool = True, **pool_kw) -> Fit:
+        """A request for ``pool(frame, **pool_kw)``."""
+        return cls(frame, tuple(sorted(pool_kw.items())), studies)
 
     def options(self) -> dict:
         """Keyword arguments of :func:`~metarepro.pooling.pool`."""
-        return {"measure": self.measure, "method": self.method, "test": self.test, "level": self.level,
-                "add": self.add, "to": self.to, "drop00": self.drop00, "ci_level": self.ci_level}
+        return dict(self.kw)
 
 
 Conversation = Generator[list, list, object]
@@ -159,7 +157,7 @@ def _engine_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _signature(request: Fit, frame: pd.DataFrame) -> tuple:
     """Requests that may share one vectorised call: same options, same columns and types."""
-    return (tuple(request.options().values()), tuple((c, str(t)) for c, t in frame.dtypes.items()))
+    return (request.kw, tuple((c, str(t)) for c, t in frame.dtypes.items()))
 
 
 def fit_many(requests: list[Fit]) -> list:
@@ -208,6 +206,7 @@ def _fit_stacked(reqs: list[Fit], frames: list[pd.DataFrame]) -> list:
     if len(summary) != len(reqs) or not np.array_equal(summary[_KEY].to_numpy(), np.arange(len(reqs))):
         return [fit_alone(r) for r in reqs]
     columns = {name: summary[name].to_numpy() for name in FIELDS}
+    size = summary["natural_size"].to_numpy(float) if "natural_size" in summary.columns else None
     notes = {name: [[] for _ in reqs] for name in ("corrections", "excluded")}
     for name in notes:
         for item in getattr(table, name):
@@ -220,20 +219,22 @@ def _fit_stacked(reqs: list[Fit], frames: list[pd.DataFrame]) -> list:
         said[int(head.split("=", 1)[1])].append(text)
     st = table.studies
     study_cols = [c for c in st.columns if c != _KEY]
-    floats = {"k", "q_df", "df", *BOOL_FIELDS}
+    ints = {"k", "q_df", "df", *BOOL_FIELDS}
     results = []
     for j, r in enumerate(reqs):
         df = float(columns["df"][j])
-        kw = {n: float(columns[n][j]) for n in FIELDS if n not in floats}
+        kw = {n: float(columns[n][j]) for n in FIELDS if n not in ints}
         studies = None
         if r.studies:
             studies = st.iloc[offsets[j]:offsets[j] + sizes[j]][study_cols].reset_index(drop=True)
         results.append(PoolResult(
             measure=table.measure, method=table.method, test=table.test, level=table.level,
+            convention=table.convention, study_level=table.study_level,
             k=int(columns["k"][j]), q_df=int(columns["q_df"][j]),
             **{f: bool(columns[f][j]) for f in BOOL_FIELDS},
             df=df if np.isfinite(df) else None, studies=studies,
-            corrections=notes["corrections"][j], excluded=notes["excluded"][j], warnings=said[j], **kw))
+            corrections=notes["corrections"][j], excluded=notes["excluded"][j], warnings=said[j],
+            natural_size=None if size is None else float(size[j]), **kw))
     return results
 
 

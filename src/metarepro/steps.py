@@ -270,7 +270,8 @@ def forest_plots(entries, layout, *, formats=("png", "svg", "pdf"), modern=None,
         for o in e.outcomes:
             fi = _inputs(an, o, modern, level, common_method)
             fig = figures.forest_plot(fi.result, fi.frame, common=fi.common, flagged=fi.flagged,
-                                      subgroups=fi.subgroups, title=fi.title)
+                                      subgroups=fi.subgroups, title=fi.title, published=fi.published,
+                                      favours=fi.favours, notes=[f"Not drawn: {why}" for why in fi.not_drawn])
             _save(fig, layout, an.name, o, "forest", formats)
 
 
@@ -348,13 +349,12 @@ def reproduction(tables, csv_path, md_path, *, tolerance: float = 0.10, modern=N
     """``reproduction.csv`` and ``.md`` across analyses, from each analysis's table."""
     import pandas as pd
 
-    from .names import TEST_LABELS
-    from .reproduce import reproduction_markdown
+    from .reproduce import modern_label, reproduction_markdown
     from .scripting import write_csv, write_text
 
     modern = modern or {"method": "REML", "test": "adhoc"}
     parts = [pd.read_csv(p) for p in tables]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     write_csv(table, csv_path)
-    words = f"{modern['method']} + {TEST_LABELS[modern['test']]}"
+    words = modern_label((modern["method"], modern["test"]))
     write_text(md_path, reproduction_markdown(table, tolerance, modern=words))

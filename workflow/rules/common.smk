@@ -144,8 +144,19 @@ def malformed_inputs(wildcards):
 MALFORMED_PATTERN = "|".join(re.escape(a) for a in MALFORMED) or "(?!)"
 
 
-def all_outputs():
-    files = ["results/reproduction.csv", "results/reproduction.md"]
+def site_inputs(wildcards):
+    """Everything the pages show (the analyses' files and outputs), the engine and the templates."""
+    package = Path(next(p for p in ENGINE if p.endswith("__init__.py"))).parent
+    files = [ENGINE_FINGERPRINT, *sorted(str(p) for p in (package / "templates").glob("*.html.j2"))]
+    for a in SOUND:
+        files += [f for f in analysis_files(a) if f]
+    return files + [str(f) for f in all_outputs(site=False)]
+
+
+def all_outputs(site=None):
+    """Every file of the run; the reviewer's pages (results/index.html) unless config says no."""
+    site = config["site"] if site is None else site
+    files = ["results/reproduction.csv", "results/reproduction.md"] + (["results/index.html"] if site else [])
     for b in BATCHES:
         files += analysis_results(b, "pooled.csv") + analysis_results(b, "forensics.csv")
         files += analysis_results(b, "reproduction.csv")
