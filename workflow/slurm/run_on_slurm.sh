@@ -205,7 +205,8 @@ AccountingStoragePass=$MUNGE_SOCKET
 # Keep the executor's --comment (the rules a job runs) in the accounting.
 AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=30
+# Sample every second, so that even short job steps get a peak memory (MaxRSS) in sacct.
+JobAcctGatherFrequency=task=1
 JobCompType=jobcomp/none
 MinJobAge=300
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$NODE_MEM State=UNKNOWN
@@ -349,11 +350,13 @@ say "local run finished in $t_local s"
 # 6. evidence and comparison
 run_id=$(grep -oE 'run ID: [0-9a-f-]+|--job-name [0-9a-f-]{36}' "$T/log/snakemake-slurm.log" | head -1 | awk '{print $NF}' || true)
 since=$(date -d @"${t_start%.*}" +%Y-%m-%dT%H:%M:%S)
-say "Slurm accounting of the run (sacct): one line per Slurm job, the rules it ran in Comment"
-sacct -X --starttime "$since" --format=JobID,JobName%36,State,ExitCode,AllocCPUS,ReqMem,Submit,Start,End,Elapsed,Comment%80 \
+say "Slurm accounting of the run (sacct): one line per Slurm job (job name: the workflow's run id)"
+sacct -X --starttime "$since" --format=JobID,JobName%36,State,ExitCode,AllocCPUS,ReqMem,Submit,Start,End,Elapsed \
     | grep -v ' probe ' || true
+say "what each Slurm job ran (the executor's --comment: rule, or group and rules)"
+sacct -X -n -P --starttime "$since" --format=JobID,JobName,Comment | awk -F'|' '$2 != "probe" {print "    " $1 ": " $3}'
 say "job steps (each rule runs as one srun step inside its Slurm job): peak memory and CPU time"
-sacct --starttime "$since" --format=JobID%14,JobName%24,State,Elapsed,TotalCPU,MaxRSS | grep -E '^ *[0-9]+\.[0-9]+ ' || true
+sacct --starttime "$since" --format=JobID%14,JobName%12,State,Start,End,Elapsed,TotalCPU,MaxRSS | grep -E '^ *[0-9]+\.[0-9]+ ' || true
 n_jobs=$(sacct -X -n --starttime "$since" --format=JobID,JobName%40 | grep -vc ' probe ' || true)
 n_files=$(find "$T/slurm-run/results" -type f | wc -l)
 say "$n_jobs Slurm jobs${run_id:+ (workflow run $run_id)}; $n_files files in results/"
