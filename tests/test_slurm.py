@@ -40,7 +40,8 @@ def test_profile_names_the_slurm_executor_and_bundles_the_analyses():
     assert conf["executor"] == "slurm"
     resources = dict(item.split("=") for item in conf["default-resources"])
     assert int(resources["mem_mb"]) > 0 and int(resources["runtime"]) > 0
-    assert group_components()["analysis"] > 1, "the point of the group is to bundle analyses"
+    assert group_components() and all(n > 1 for n in group_components().values()), \
+        "the point of the groups is to bundle small jobs"
     # the jobs of a bundle run one after another in its Slurm job (the plugin's in-job
     # Snakemake has --jobs 1): a bundle asking for more than one job's CPUs would waste them
     assert int(conf["cores"]) == 1
@@ -68,22 +69,27 @@ def dry_run(tmp_path_factory):
 
 
 def test_dry_run_bundles_the_jobs_of_each_analysis(dry_run):
-    """Group job 'analysis' holds the per-analysis jobs, `analysis=N` of them per Slurm job.
+    """Group jobs hold the per-analysis jobs, `<group>=N` of them per Slurm job.
 
-    If a rewrite of the rules drops `group: "analysis"`, this fails: the profile's
-    group-components would then bundle nothing.
+    The groups are those the profile names in group-components (the rules carry them with
+    `group:`). If a rewrite of the rules drops or renames them, this fails: the profile
+    would then bundle nothing.
     """
-    sizes, inside = [], False  # jobs listed in each group job (indented under its header)
+    limits = group_components()
+    sizes: dict[str, list[int]] = {name: [] for name in limits}  # jobs listed in each group job
+    current = None
     for line in dry_run.splitlines():
-        if re.match(r"\S", line):
-            inside = "] Group job analysis " in line
-            sizes += [0] if inside else []
-        elif inside and re.match(r"\s+rule \w+:", line):
-            sizes[-1] += 1
-    assert sizes, "no group job 'analysis' in the dry run"
-    n = group_components()["analysis"]
-    assert all(1 <= s <= n for s in sizes), sizes
-    assert len(sizes) == math.ceil(sum(sizes) / n), sizes  # full bundles except perhaps one
+        if re.match(r"\S", line):  # a line at the left margin: a group job's header, or not
+            header = re.search(r"\] Group job (\S+) ", line)
+            current = header.group(1) if header and header.group(1) in limits else None
+            if current:
+                sizes[current].append(0)
+        elif current and re.match(r"\s+rule \w+:", line):
+            sizes[current][-1] += 1
+    assert any(sizes.values()), f"no group job of {sorted(limits)} in the dry run"
+    for name, n in limits.items():
+        assert all(1 <= s <= n for s in sizes[name]), (name, sizes[name])
+        assert len(sizes[name]) == math.ceil(sum(sizes[name]) / n), (name, sizes[name])  # full but one
 
 
 def test_script_is_valid_bash():
