@@ -23,7 +23,7 @@ for _batch in BATCHES:
             benchmark:
                 f"logs/benchmark/forest_plot/{_batch}.tsv",
             group:
-                "figures"
+                "batch"
             conda:
                 "../envs/metarepro.yaml"
             script:
@@ -50,7 +50,7 @@ for _batch in BATCHES:
             benchmark:
                 f"logs/benchmark/funnel_plot/{_batch}.tsv",
             group:
-                "figures"
+                "batch"
             conda:
                 "../envs/metarepro.yaml"
             script:
@@ -79,7 +79,7 @@ for _batch in BATCHES:
             benchmark:
                 f"logs/benchmark/diagnostic_plots/{_batch}.tsv",
             group:
-                "figures"
+                "batch"
             conda:
                 "../envs/metarepro.yaml"
             script:

@@ -15,6 +15,8 @@ for _batch in BATCHES:
             plan=batch_plan(_batch),
         log:
             f"logs/plan/{_batch}.log",
+        group:
+            "batch"
         conda:
             "../envs/metarepro.yaml"
         script:
@@ -37,7 +39,7 @@ for _batch in BATCHES:
         benchmark:
             f"logs/benchmark/pool/{_batch}.tsv",
         group:
-            "statistics"
+            "batch"
         conda:
             "../envs/metarepro.yaml"
         script:
@@ -60,7 +62,7 @@ for _batch in BATCHES:
         benchmark:
             f"logs/benchmark/heterogeneity/{_batch}.tsv",
         group:
-            "statistics"
+            "batch"
         conda:
             "../envs/metarepro.yaml"
         script:
@@ -85,7 +87,7 @@ for _batch in BATCHES:
         benchmark:
             f"logs/benchmark/robustness/{_batch}.tsv",
         group:
-            "statistics"
+            "batch"
         conda:
             "../envs/metarepro.yaml"
         script:
@@ -108,7 +110,7 @@ for _batch in BATCHES:
         benchmark:
             f"logs/benchmark/forensics/{_batch}.tsv",
         group:
-            "statistics"
+            "batch"
         conda:
             "../envs/metarepro.yaml"
         script:
@@ -133,7 +135,7 @@ for _batch in BATCHES:
         benchmark:
             f"logs/benchmark/verdicts/{_batch}.tsv",
         group:
-            "statistics"
+            "batch"
         conda:
             "../envs/metarepro.yaml"
         script:
