@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
 FIGURE_STEPS = ("forest_plot", "funnel_plot", "diagnostic_plots")
-NO_FIGURES = "figures: {forest: [], funnel: [], sensitivity: [], influence: [], baujat: [], bubble: []}\n"
+NO_FIGURES = "figures: {forest: [], funnel: [], sensitivity: [], influence: [], baujat: [], bubble: []}\nsite: false\n"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from replicate import replicate
 
