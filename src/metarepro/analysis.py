@@ -49,6 +49,12 @@ def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> 
         attrs = dict(rows.attrs)
         rows = rows.assign(study=rows["study"] + " (" + rows["comparison"] + ")")
         rows.attrs.update(attrs)
+    if "subgroup" in rows.columns and rows["study"].duplicated().any():
+        # a trial in two subgroups of one analysis (RevMan allows it): one label per row
+        attrs = dict(rows.attrs)
+        dup = rows["study"].duplicated(keep=False)
+        rows = rows.assign(study=rows["study"].where(~dup, rows["study"] + " [" + rows["subgroup"] + "]"))
+        rows.attrs.update(attrs)
     return rows
 
 
@@ -232,8 +238,14 @@ def _jsonable(v):
 
 
 def _target_frame(an: Analysis, t: dict) -> tuple[pd.DataFrame, str]:
-    """The rows a target was pooled from, and its measure."""
+    """The rows a target was pooled from (those of its ``subgroup`` only, where it
+    names one), and its measure."""
     frame = outcome_frame(an, t["outcome"], t.get("comparison")) if len(an.table) else pd.DataFrame()
+    if t.get("subgroup") is not None and len(frame) and "subgroup" in frame.columns:
+        attrs = dict(frame.attrs)
+        keep = (frame["subgroup"] == t["subgroup"]).to_numpy()
+        frame = frame[keep].reset_index(drop=True)
+        frame.attrs.update(attrs, lines=[ln for ln, k in zip(attrs.get("lines", []), keep) if k])
     return frame, target_measure(an.spec, t)
 
 
@@ -243,6 +255,20 @@ def _restates_target(frame: pd.DataFrame, target: dict) -> bool:
     if len(frame) != 1 or not set(io.GENERIC_CI) <= set(frame.columns) or "source" not in frame.columns:
         return False
     return str(frame["source"].iloc[0]).strip().lower() == str(target.get("source", "")).strip().lower()
+
+
+def _target_options(spec: dict, target: dict, level: float) -> dict:
+    """Level and conventions a target was computed with: its printed CI level
+    (``level``, default the run's) and the YAML's ``convention`` (target, then
+    outcome, then analysis), passed on where the engine has conventions."""
+    import inspect
+
+    kw = {"level": target.get("level") or level}
+    outcome = next((o for o in spec["outcomes"] if o["name"] == target["outcome"]), {})
+    conv = target.get("convention") or outcome.get("convention") or spec.get("convention")
+    if conv and "convention" in inspect.signature(pool).parameters:
+        kw["convention"] = conv
+    return kw
 
 
 def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
@@ -328,7 +354,8 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
         if method in ("MH", "PETO") and not set(io.BINARY) <= set(frame.columns):
             method, how = "FE", f"{method} needs 2x2 counts; inverse-variance FE used instead"
         try:
-            res = _quiet_pool(frame, measure=measure, method=method, test="z", level=level)
+            res = _quiet_pool(frame, measure=measure, method=method, test="z",
+                              **_target_options(an.spec, t, level))
         except InputError as err:
             out.append(dict(rec, verdict="not_reproducible", reason=f"data cannot be pooled: {err}"))
             continue

@@ -106,10 +106,10 @@ class Reproduction:
                 col = st[f"{what}_agrees"]
                 checked = col.notna()
                 out[f"study_{what}_checked"] = int(checked.sum())
-                out[f"study_{what}_reproduced"] = int((col[checked] == True).sum())  # noqa: E712
+                out[f"study_{what}_reproduced"] = int((col[checked] == True).sum())
             fp = st["full_precision"]
             out["study_full_precision_checked"] = int(fp.notna().sum())
-            out["study_full_precision_reproduced"] = int((fp[fp.notna()] == True).sum())  # noqa: E712
+            out["study_full_precision_reproduced"] = int((fp[fp.notna()] == True).sum())
         return out
 
 
@@ -190,7 +190,8 @@ def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha"
             keys += [(f"{oi}|{s.subgroup_no}|{s.subgroup}", s.subgroup)
                      for s in {(s.subgroup_no, s.subgroup): s for s in out.studies}.values()]
         for key, sg in keys:
-            sel = [r for r in rows if not sg or out.studies[r["_study"]].subgroup == sg]
+            sel = [r for r in rows if (out.studies[r["_study"]].subgroup == sg if sg
+                                       else out.studies[r["_study"]].in_overall)]
             for r in sel:
                 s = out.studies[r["_study"]]
                 blocks.setdefault((out.data_type, out.measure, out.method, out.ci_total), []).append(
@@ -328,7 +329,7 @@ def _study_agreement(review: Review, st: pd.DataFrame, name: str) -> pd.DataFram
                        measure=out.revman_measure, method=out.method,
                        published_estimate=pe, published_ci_lower=plo, published_ci_upper=phi,
                        published_weight=pw)
-            if "estimate" not in pub:
+            if "estimate" not in pub and s.estimable is not False:
                 rec.update(note="RevMan stored no result for this study (empty EFFECT_SIZE): not checked")
                 recs.append(rec)
                 continue
@@ -347,9 +348,8 @@ def _study_agreement(review: Review, st: pd.DataFrame, name: str) -> pd.DataFram
                 fn = math.exp if out.ratio else (lambda x: x)
                 rec.update(ours_estimate=fn(yi), ours_ci_lower=fn(yi - z * se), ours_ci_upper=fn(yi + z * se),
                            ours_weight=w)
-            d = RM5_DECIMALS["effect"] if rm5 else max((decimals_of_text(pub.get(k, "")) for k in
-                                                         ("estimate", "ci_lower", "ci_upper")), default=0)
-            dw = RM5_DECIMALS["weight"] if rm5 else decimals_of_text(pub.get("weight", ""))
+            d = RM5_DECIMALS["effect"] if rm5 else review.printed_decimals
+            dw = RM5_DECIMALS["weight"] if rm5 else review.printed_decimals
             rec.update(decimals=d, weight_decimals=dw)
             if not pub_est or not ours_est:
                 same = pub_est == ours_est

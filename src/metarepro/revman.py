@@ -77,6 +77,7 @@ class StudyRow:
     quote: str
     order: int = 0
     risk_of_bias: dict = field(default_factory=dict)
+    in_overall: bool = True
 
 
 @dataclass
@@ -142,6 +143,8 @@ class Review:
     software: str
     outcomes: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    printed_decimals: int | None = None
+    inferred_methods: dict = field(default_factory=dict)
 
     @property
     def source(self) -> str:
