@@ -62,6 +62,13 @@ METHOD_CANDIDATES = {
 }
 
 
+def _float0(v) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
 def _blank(v: str) -> bool:
     return v.strip() == "" or v.strip().upper() in ("NA", "#N/A")
 
@@ -78,18 +85,24 @@ def _nonzero(values) -> bool:
     return False
 
 
-def data_type(rows: pd.DataFrame) -> str | None:
-    """Data type of one analysis from the columns its rows fill."""
-    col = lambda c: rows[c] if c in rows else pd.Series([], dtype=str)
+def data_types(rows: pd.DataFrame) -> list[str]:
+    """Data types an analysis's rows could hold, from the columns they fill with
+    non-zero numbers. The export fills unused columns with zeros and sometimes
+    with RevMan's internal values (a Variance beside 2x2 counts), so more than
+    one may be plausible; :func:`infer_settings` picks the one whose study
+    effects match the printed ones."""
+    col = lambda c: rows[c] if c in rows else pd.Series([], dtype=str)  # noqa: E731
+    out = []
     if _nonzero(col("Experimental SD")) or _nonzero(col("Control SD")):
-        return "continuous"
-    if _nonzero(col("Variance")):
-        return "O - E and variance"
+        out.append("continuous")
+    if (_nonzero(col("Experimental N")) or _nonzero(col("Control N"))) and any(
+            not _blank(v) for v in list(col("Experimental cases")) + list(col("Control cases"))):
+        out.append("dichotomous")
     if _nonzero(col("GIV SE")):
-        return "generic inverse variance"
-    if any(not _blank(v) for v in list(col("Experimental cases")) + list(col("Control cases"))):
-        return "dichotomous"
-    return None
+        out.append("generic inverse variance")
+    if _nonzero(col("Variance")):
+        out.append("O - E and variance")
+    return out
 
 
 def read_data_rows(path: str | Path, *, infer: bool = True) -> Review:
@@ -143,7 +156,8 @@ def read_data_rows(path: str | Path, *, infer: bool = True) -> Review:
     frame["_line"] = np.arange(len(frame)) + 2
     for (grp, num), rows in frame.groupby(["Analysis group", "Analysis number"], sort=False):
         where = f"Analysis {grp}.{num} ({rows['Analysis name'].iloc[0] if 'Analysis name' in rows else ''!r})"
-        dtype = data_type(rows)
+        types = data_types(rows)
+        dtype = types[0] if types else None
         if dtype is None:
             review.problems.append(problem_line(path.name, where, "not imported: no counts, means/SDs, GIV "
                                                 "or O-E values to tell the data type"))
@@ -152,14 +166,15 @@ def read_data_rows(path: str | Path, *, infer: bool = True) -> Review:
                       name=rows["Analysis name"].iloc[0] if "Analysis name" in rows else "", data_type=dtype,
                       revman_measure="", measure=None, method=None, revman_method="", random=False,
                       ci_study=95.0, ci_total=95.0, log_data=False, totals_shown=True,
-                      subgroups="Subgroup" in rows and rows["Subgroup"].str.strip().ne("").any(),
+                      subgroups=bool("Subgroup" in rows and rows["Subgroup"].str.strip().ne("").any()),
                       group_labels=("", ""), favours=("", ""))
+        out.candidate_types = types
         numbers = {}
         if "Subgroup number" in rows:
             numbers = {s: n for s, n in zip(rows["Subgroup"], rows["Subgroup number"]) if s}
         seen = {}
         for _, r in rows.iterrows():
-            vals = {dst: r[src].strip() for src, dst in COLUMNS[dtype].items()
+            vals = {dst: r[src].strip() for t in types for src, dst in COLUMNS[t].items()
                     if src in r and not _blank(r[src])}
             sub = r.get("Subgroup", "").strip()
             if sub and sub not in numbers:
@@ -185,6 +200,11 @@ def read_data_rows(path: str | Path, *, infer: bool = True) -> Review:
                                                     "analysis is"))
                 continue
             out.studies.append(s)
+        if out.studies and all(_float0(s.published.get("weight")) == 0 for s in out.studies):
+            for s in out.studies:
+                s.published.pop("weight", None)
+            out.notes.append("every printed weight is 0: RevMan printed no weights (no pooled total); "
+                             "weights not checked")
         if out.studies:
             review.outcomes.append(out)
     if infer:
@@ -192,9 +212,10 @@ def read_data_rows(path: str | Path, *, infer: bool = True) -> Review:
     return review
 
 
-def _key_rows(review: Review, outcomes: list[int], measure_of) -> list[dict]:
+def _key_rows(review: Review, outcomes: list[int], within_subgroups: bool = False) -> pd.DataFrame:
     """Engine rows of the given outcomes, keyed as RevMan weighs them: the whole
-    analysis, or the subgroup for rows that count in a subgroup only."""
+    analysis, or the subgroup for rows that count in a subgroup only (or for
+    every row, with ``within_subgroups``)."""
     from .review import study_rows
 
     rows = []
@@ -202,7 +223,8 @@ def _key_rows(review: Review, outcomes: list[int], measure_of) -> list[dict]:
         out = review.outcomes[oi]
         for r in study_rows(out):
             s = out.studies[r["_study"]]
-            key = f"{oi}|" if getattr(s, "in_overall", True) else f"{oi}|{s.subgroup_no}|{s.subgroup}"
+            key = (f"{oi}|" if s.in_overall and not (within_subgroups and s.subgroup)
+                   else f"{oi}|{s.subgroup_no}|{s.subgroup}")
             label = f"{s.study} [{s.subgroup}]" if out.subgroups else s.study
             rows.append(dict(r, key=key, _outcome=oi, study=label))
     frame = pd.DataFrame(rows)
@@ -255,29 +277,38 @@ def infer_settings(review: Review) -> None:
     d = getattr(review, "printed_decimals", 6) or 6
     by_type: dict[str, list[int]] = {}
     for oi, out in enumerate(review.outcomes):
-        by_type.setdefault(out.data_type, []).append(oi)
+        for t in getattr(out, "candidate_types", [out.data_type]):
+            by_type.setdefault(t, []).append(oi)
+    best: dict[int, tuple] = {}
+    tried: dict[int, list] = {}
     for dtype, idx in by_type.items():
-        frame = _key_rows(review, idx, None)
-        best: dict[int, tuple] = {}
-        tried = []
+        saved = {oi: review.outcomes[oi].data_type for oi in idx}
+        for oi in idx:
+            review.outcomes[oi].data_type = dtype
+        frame = _key_rows(review, idx)
         for measure, rm, method in MEASURES[dtype]:
             what = "effect"
             if measure == "GEN":
                 what = "ratio" if rm in ("HR", "PETO_OR") else "identity"
-            tried.append(rm)
             for oi, (hit, n) in _scores(review, frame, measure, method, what, d).items():
+                tried.setdefault(oi, []).append(f"{rm} ({dtype})")
                 if oi not in best or hit > best[oi][0]:
-                    best[oi] = (hit, n, measure, rm)
-        for oi in idx:
-            out = review.outcomes[oi]
-            hit, n, measure, rm = best.get(oi, (0, 0, None, None))
-            if rm is None:
-                review.problems.append(problem_line(Path(review.file).name, out.label,
-                                                    "measure could not be inferred (no study could be pooled)"))
-                continue
-            out.revman_measure, out.measure = rm, measure
-            out.inferred.append(f"measure {rm}: {hit} of {n} printed study effects match at {d} decimals "
-                                f"(tried {', '.join(dict.fromkeys(tried))})")
+                    best[oi] = (hit, n, measure, rm, dtype)
+        for oi, t in saved.items():
+            review.outcomes[oi].data_type = t
+    by_type = {}
+    for oi, out in enumerate(review.outcomes):
+        hit, n, measure, rm, dtype = best.get(oi, (0, 0, None, None, out.data_type))
+        if rm is None:
+            review.problems.append(problem_line(Path(review.file).name, out.label,
+                                                "measure could not be inferred (no study could be pooled)"))
+            continue
+        out.revman_measure, out.measure, out.data_type = rm, measure, dtype
+        out.inferred.append(f"data type {dtype}, measure {rm}: {hit} of {n} printed study effects match at "
+                            f"{d} decimals (tried {', '.join(dict.fromkeys(tried.get(oi, [])))})")
+        by_type.setdefault(dtype, []).append(oi)
+    for dtype, idx in by_type.items():
+        frame = _key_rows(review, idx)
         # --- method: per chosen measure, compare the printed weights
         by_measure: dict[tuple, list[int]] = {}
         for oi in idx:
@@ -291,19 +322,28 @@ def infer_settings(review: Review) -> None:
                 cands = [("PETO", "Peto", False)] + cands[2:]
             best_m: dict[int, tuple] = {}
             lacking = [c[0] for c in cands if c[0] not in METHODS]
+            subs = [o for o in oids if review.outcomes[o].subgroups]
+            within = _key_rows(review, subs, within_subgroups=True) if subs else None
             for code, rmeth, random in cands:
                 if code not in METHODS:
                     continue
-                for oi, (hit, n) in _scores(review, sub, measure, code, "weight", d).items():
-                    if oi not in best_m or hit > best_m[oi][0]:
-                        best_m[oi] = (hit, n, code, rmeth, random)
+                for frame_, where in ((sub, "analysis"), (within, "subgroup")):
+                    if frame_ is None or not len(frame_):
+                        continue
+                    for oi, (hit, n) in _scores(review, frame_, measure, code, "weight", d).items():
+                        if oi not in best_m or hit > best_m[oi][0]:
+                            best_m[oi] = (hit, n, code, rmeth, random, where)
             for oi in oids:
                 out = review.outcomes[oi]
-                hit, n, code, rmeth, random = best_m.get(oi, (0, 0, None, "", False))
+                hit, n, code, rmeth, random, where = best_m.get(oi, (0, 0, None, "", False, "analysis"))
                 if code is None:
                     continue
                 out.method, out.revman_method, out.random = code, rmeth, random
-                note = f"method {code}: {hit} of {n} printed weights match at {d} decimals"
+                out.weights_within = where
+                if where == "subgroup":
+                    out.totals_shown = False
+                note = (f"method {code}: {hit} of {n} printed weights (percent of the {where}) match at "
+                        f"{d} decimals")
                 if lacking:
                     note += f" (not tried, the engine lacks {', '.join(lacking)})"
                 out.inferred.append(note)

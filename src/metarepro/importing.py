@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from .datarows import risk_of_bias
-from .review import outcome_name, review_name
+from .review import FAMILIES, outcome_name, review_name
 from .revman import Outcome, Review
 
 CSV_COLUMNS = ("study", "year", "outcome", "subgroup", "events_t", "total_t", "events_c", "total_c",
@@ -77,9 +77,9 @@ def pair(review: Review) -> tuple[str, list[dict], dict]:
                 except (TypeError, ValueError, ZeroDivisionError):
                     rec.update(notes="O-E or variance missing or zero: not estimable")
             else:
-                for k, v in s.data.items():
-                    if k in rec and not (out.data_type == "generic inverse variance" and k.startswith("total")):
-                        rec[k] = v
+                for k in FAMILIES[out.data_type]:
+                    if k in s.data:
+                        rec[k] = s.data[k]
             for k in ("estimate", "ci_lower", "ci_upper", "weight"):
                 rec[f"published_{k}"] = s.published.get(k, "")
             if s.estimable is not None:
@@ -166,7 +166,10 @@ def _targets(review: Review, o: Outcome) -> list[dict]:
              "quote": tot.quote or "(no stored result)"}
         if tot.subgroup:
             t["subgroup"] = tot.subgroup
-        if t["estimate"] is None:
+        if (v.get("ESTIMABLE") or "").upper() == "NO":
+            t.update(estimate=None, ci_lower=None, ci_upper=None,
+                     notes="RevMan printed this total as not estimable (ESTIMABLE=\"NO\")")
+        if t["estimate"] is None and "notes" not in t:
             t["notes"] = "RevMan stored no pooled result (empty EFFECT_SIZE)"
         out.append(t)
     return out

@@ -96,7 +96,8 @@ class Reproduction:
 
     def summary(self) -> dict:
         """Counts of totals and per-study values checked and reproduced."""
-        t = [r for r in self.targets if r.get("published_estimate") is not None]
+        t = [r for r in self.targets if r.get("published_estimate") is not None
+             or (r.get("reason") or "").startswith("RevMan printed this total as not estimable")]
         st = self.studies
         out = {"analyses": len(self.review.outcomes), "totals": len(t),
                "totals_reproduced": sum(r["verdict"] == "reproduced" for r in t),
@@ -246,6 +247,17 @@ def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha"
                        k_used=0, source=review.source)
             df = _float(tot.values.get("DF"))
             rec["k_published"] = None if math.isnan(df) else int(df) + 1
+            if (tot.values.get("ESTIMABLE") or "").upper() == "NO":
+                ours_k = int(summaries[key][0]["k"]) if key in summaries else 0
+                rec.update(published_estimate=None, published_ci_lower=None, published_ci_upper=None,
+                           k_published=int(_float(tot.values.get("STUDIES")) or 0), k_used=ours_k,
+                           verdict="not_reproducible" if ours_k else "reproduced",
+                           reason=("RevMan printed this total as not estimable "
+                                   f"(ESTIMABLE=\"NO\", STUDIES=\"{tot.values.get('STUDIES', '')}\")"
+                                   + ("; ours is not estimable either (no study to pool)" if not ours_k else
+                                      f"; but we pooled {ours_k} studies")))
+                rep.targets.append(rec)
+                continue
             if rec["published_estimate"] is None or (not out.totals_shown and not tot.subgroup):
                 if not (not out.totals_shown and not tot.subgroup):
                     rec.update(verdict="not_reproducible", reason="RevMan stored no pooled result for this "
