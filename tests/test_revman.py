@@ -217,8 +217,8 @@ def test_unsupported_outcome_type_listed_others_kept(tmp_path):
                  encoding="latin-1")
     r = read_rm5(p)
     assert [o.label for o in r.outcomes] == ["Analysis 1.1"]
-    assert r.problems == ["bad.rm5, Analysis 1.2 ('Mental Health Treatment versus Control'): not imported: "
-                          "data type 'other data' (free text/tables, nothing to pool)"]
+    assert r.problems == [("bad.rm5, Analysis 1.2 ('Mental Health Treatment versus Control'): not imported: "
+                          "data type 'other data' (free text/tables, nothing to pool)")]
     rep = reproduce(r)
     assert rep.targets[0]["verdict"] == "reproduced"
     assert rep.problems == r.problems
@@ -227,9 +227,9 @@ def test_unsupported_outcome_type_listed_others_kept(tmp_path):
 def test_impossible_counts_listed_study_dropped_others_kept(tmp_path):
     p = _variant(tmp_path, 'EVENTS_1="49"', 'EVENTS_1="649"')
     r = read_rm5(p)
-    assert r.problems == ["bad.rm5, Analysis 1.1 ('Aspirin for Preventing Death after Myocardial Infarction'), "
+    assert r.problems == [("bad.rm5, Analysis 1.1 ('Aspirin for Preventing Death after Myocardial Infarction'), "
                           "study 'MRC-1': events_t = 649 exceed total_t = 615; the study is not imported, the "
-                          "rest of the analysis is"]
+                          "rest of the analysis is")]
     assert len(r.outcomes[0].studies) == 6
     _, yaml_path = write_pair(r, tmp_path)
     assert "MRC-1 (not imported)" in yaml_path.read_text()

@@ -91,7 +91,7 @@ def data_types(rows: pd.DataFrame) -> list[str]:
     with RevMan's internal values (a Variance beside 2x2 counts), so more than
     one may be plausible; :func:`infer_settings` picks the one whose study
     effects match the printed ones."""
-    col = lambda c: rows[c] if c in rows else pd.Series([], dtype=str)  # noqa: E731
+    col = lambda c: rows[c] if c in rows else pd.Series([], dtype=str)
     out = []
     if _nonzero(col("Experimental SD")) or _nonzero(col("Control SD")):
         out.append("continuous")
