@@ -159,26 +159,12 @@ def _pool_all(frame: pd.DataFrame, measure: str, method: str, test: str, level: 
     return None, None
 
 
-def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha")) -> Reproduction:
-    """Re-pool every analysis of a review and compare with RevMan's numbers.
-
-    Parameters
-    ----------
-    review : Review
-        From :func:`metarepro.revman.read_rm5` or :func:`metarepro.datarows.read_data_rows`.
-    tolerance : float
-        "close" threshold of :func:`metarepro.reproduce.judge`.
-    modern : (method, test)
-        The re-analysis shown beside every target (REML + Hartung-Knapp).
-
-    Returns
-    -------
-    Reproduction
-    """
-    rep = Reproduction(review=review, problems=list(review.problems))
-    name = review_name(review)
-    rm5 = review.format == "revman5"
-    # --- one frame per (family, measure, method, level): every analysis and subgroup at once
+def engine_blocks(review: Review) -> dict[tuple, pd.DataFrame]:
+    """The engine's input for a whole review: one table per (data type, measure,
+    method, CI level), one row per study and analysis it is pooled in (column
+    ``key``: the outcome, or the outcome and subgroup), study labels unique
+    within each analysis (``Study [subgroup]`` where RevMan lists a study in two
+    subgroups, ``#n`` where it repeats one)."""
     blocks: dict[tuple, list] = {}
     for oi, out in enumerate(review.outcomes):
         if not out.studies:
@@ -198,15 +184,40 @@ def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha"
                 blocks.setdefault((out.data_type, out.measure, out.method, out.ci_total), []).append(
                     dict(r, key=key, _outcome=oi, study=s.study if not out.subgroups or sg else
                          f"{s.study} [{s.subgroup}]"))
-    summaries, per_study = {}, []
-    modern_summaries = {}
-    for (dtype, measure, method, level), rows in blocks.items():
+    out_frames = {}
+    for spec, rows in blocks.items():
         frame = pd.DataFrame(rows)
-        # labels unique within an analysis even where RevMan repeats a study
         dup = frame.duplicated(["key", "study"], keep=False)
         if dup.any():
             frame.loc[dup, "study"] = frame.loc[dup, "study"] + " #" + (
                 frame[dup].groupby(["key", "study"]).cumcount() + 1).astype(str)
+        out_frames[spec] = frame
+    return out_frames
+
+
+def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha")) -> Reproduction:
+    """Re-pool every analysis of a review and compare with RevMan's numbers.
+
+    Parameters
+    ----------
+    review : Review
+        From :func:`metarepro.revman.read_rm5` or :func:`metarepro.datarows.read_data_rows`.
+    tolerance : float
+        "close" threshold of :func:`metarepro.reproduce.judge`.
+    modern : (method, test)
+        The re-analysis shown beside every target (REML + Hartung-Knapp).
+
+    Returns
+    -------
+    Reproduction
+    """
+    rep = Reproduction(review=review, problems=list(review.problems))
+    name = review_name(review)
+    rm5 = review.format == "revman5"
+    blocks = engine_blocks(review)
+    summaries, per_study = {}, []
+    modern_summaries = {}
+    for (dtype, measure, method, level), frame in blocks.items():
 
         def describe(i, frame=frame):
             if i is None:
