@@ -236,8 +236,9 @@ def _key_rows(review: Review, outcomes: list[int], within_subgroups: bool = Fals
     return frame
 
 
-def _scores(review, frame, measure, method, what, decimals) -> dict[int, tuple[int, int]]:
-    """Per outcome: (studies whose printed ``what`` matches, studies checked)."""
+def _scores(review, frame, measure, method, what, decimals) -> dict[int, tuple[int, int, float]]:
+    """Per outcome: (studies whose printed ``what`` matches, studies checked, median
+    relative difference: the tie-break when no candidate matches exactly)."""
     from .review import _agree, _pool_all
 
     _, st = _pool_all(frame, measure, method, "z", 95.0, [], lambda i: review.file)
@@ -262,7 +263,8 @@ def _scores(review, frame, measure, method, what, decimals) -> dict[int, tuple[i
             ours = rec["weight"]
         n[1] += 1
         n[0] += _agree(ours, float(p), decimals)
-    return {k: (v[0], v[1]) for k, v in out.items()}
+        n.append(abs(ours - float(p)) / max(abs(float(p)), 1e-6))
+    return {k: (v[0], v[1], float(np.median(v[2:])) if len(v) > 2 else math.inf) for k, v in out.items()}
 
 
 def infer_settings(review: Review) -> None:
@@ -290,22 +292,24 @@ def infer_settings(review: Review) -> None:
             what = "effect"
             if measure == "GEN":
                 what = "ratio" if rm in ("HR", "PETO_OR") else "identity"
-            for oi, (hit, n) in _scores(review, frame, measure, method, what, d).items():
+            for oi, (hit, n, err) in _scores(review, frame, measure, method, what, d).items():
                 tried.setdefault(oi, []).append(f"{rm} ({dtype})")
-                if oi not in best or hit > best[oi][0]:
-                    best[oi] = (hit, n, measure, rm, dtype)
+                if oi not in best or (hit, -err) > (best[oi][0], -best[oi][5]):
+                    best[oi] = (hit, n, measure, rm, dtype, err)
         for oi, t in saved.items():
             review.outcomes[oi].data_type = t
     by_type = {}
     for oi, out in enumerate(review.outcomes):
-        hit, n, measure, rm, dtype = best.get(oi, (0, 0, None, None, out.data_type))
+        hit, n, measure, rm, dtype, err = best.get(oi, (0, 0, None, None, out.data_type, math.inf))
         if rm is None:
             review.problems.append(problem_line(Path(review.file).name, out.label,
                                                 "measure could not be inferred (no study could be pooled)"))
             continue
         out.revman_measure, out.measure, out.data_type = rm, measure, dtype
         out.inferred.append(f"data type {dtype}, measure {rm}: {hit} of {n} printed study effects match at "
-                            f"{d} decimals (tried {', '.join(dict.fromkeys(tried.get(oi, [])))})")
+                            f"{d} decimals" + (f" (none matches; closest, median relative difference {err:.2g})"
+                                               if hit == 0 else "")
+                            + f" (tried {', '.join(dict.fromkeys(tried.get(oi, [])))})")
         by_type.setdefault(dtype, []).append(oi)
     for dtype, idx in by_type.items():
         frame = _key_rows(review, idx)
@@ -330,12 +334,12 @@ def infer_settings(review: Review) -> None:
                 for frame_, where in ((sub, "analysis"), (within, "subgroup")):
                     if frame_ is None or not len(frame_):
                         continue
-                    for oi, (hit, n) in _scores(review, frame_, measure, code, "weight", d).items():
-                        if oi not in best_m or hit > best_m[oi][0]:
-                            best_m[oi] = (hit, n, code, rmeth, random, where)
+                    for oi, (hit, n, err) in _scores(review, frame_, measure, code, "weight", d).items():
+                        if oi not in best_m or (hit, -err) > (best_m[oi][0], -best_m[oi][6]):
+                            best_m[oi] = (hit, n, code, rmeth, random, where, err)
             for oi in oids:
                 out = review.outcomes[oi]
-                hit, n, code, rmeth, random, where = best_m.get(oi, (0, 0, None, "", False, "analysis"))
+                hit, n, code, rmeth, random, where, _ = best_m.get(oi, (0, 0, None, "", False, "analysis", 0))
                 if code is None:
                     continue
                 out.method, out.revman_method, out.random = code, rmeth, random
