@@ -272,7 +272,13 @@ def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha"
             if rec["published_estimate"] is None or (not out.totals_shown and not tot.subgroup):
                 if not (not out.totals_shown and not tot.subgroup):
                     rec.update(verdict="not_reproducible", reason="RevMan stored no pooled result for this "
-                               "total (empty EFFECT_SIZE)")
+                               "total (empty EFFECT_SIZE); ours is shown for information")
+                    if key in summaries:
+                        r, measure, method = summaries[key]
+                        ours = _natural(out, r)
+                        rec.update(reproduced_estimate=ours["estimate"], reproduced_ci_lower=ours["ci_lower"],
+                                   reproduced_ci_upper=ours["ci_upper"], method=f"{method} (z)",
+                                   k_used=int(r["k"]))
                     rep.targets.append(rec)
                 continue
             if key not in summaries:
