@@ -72,3 +72,39 @@ def test_ordinal_ranks_are_scipys(values):
 
     x = np.asarray(values)
     assert np.array_equal(_ordinal_ranks(x), rankdata(x, method="ordinal"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(studies, st.sampled_from(METHODS[1:]))
+def test_adhoc_interval_never_narrower_than_z(rows, method):
+    """Knapp & Hartung's (2003) ad hoc correction: the scale factor is at least 1 and the
+    t quantile exceeds the normal one, so the interval always contains the Wald z interval."""
+    f = frame_of(rows)
+    z = metarepro.pool(f, measure="GEN", method=method, test="z")
+    ad = metarepro.pool(f, measure="GEN", method=method, test="adhoc")
+    assert ad.se >= z.se * (1 - 1e-12)
+    assert ad.ci_lower <= z.ci_lower + 1e-12 and ad.ci_upper >= z.ci_upper - 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(studies)
+def test_q_profile_bounds_are_roots(rows):
+    """Every Q-profile bound that is not 0 and not flagged as censored solves the
+    generalised Q equation Q(tau2) = chi2 quantile (Viechtbauer 2007)."""
+    from scipy import stats
+
+    f = frame_of(rows)
+    res = metarepro.pool(f, measure="GEN", method="REML")
+    y, v = f["yi"].to_numpy(), f["vi"].to_numpy()
+
+    def q(t):
+        w = 1 / (v + t)
+        mu = (w * y).sum() / w.sum()
+        return (w * (y - mu) ** 2).sum()
+
+    df = len(y) - 1
+    for b, crit, flag in ((res.tau2_ci_lower, stats.chi2.isf(0.025, df), res.tau2_ci_lower_censored),
+                          (res.tau2_ci_upper, stats.chi2.ppf(0.025, df), res.tau2_ci_upper_censored)):
+        assert not flag
+        if b > 0:
+            assert np.isclose(q(b), crit, rtol=1e-6), (b, q(b), crit)

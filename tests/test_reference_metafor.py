@@ -19,8 +19,10 @@ Tolerances (``np.isclose``: |a - b| <= atol + rtol * |b|):
 * QP - Q-profile bounds of tau2, I2, H2 (confint(), uniroot with tol 1e-12),
   found by root finding on both sides: rtol 1e-5, atol 1e-5 (I2 in percent).
   A bound at metafor's search limit tau2.max = max(100, 10 tau2) (flag sign
-  ">") is that limit, not a root; the engine caps its search the same way, so
-  it is compared like any other bound.
+  ">") is that limit, not a root. The engine widens its bracket until it holds
+  the root, so there it is compared with metafor's confint() run with
+  tau2.max = 1e8 (``tau2_ci_uncapped``), and its ``tau2_ci_*_censored`` flags
+  must be False (True only where even that run prints ">").
 
 Where metafor reports null (NA, not applicable, or an error) the engine must
 give NaN/None, with one exception: metafor's predict() drops the prediction
@@ -58,6 +60,7 @@ COMMON = {"FE", "MH", "PETO"}
 RE_METHODS = ["DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB"]
 IV_METHODS = ["FE"] + RE_METHODS
 MEASURES = ["RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN"]
+TESTS = ["z", "knha", "adhoc"]
 
 # fields that do not involve tau2 (closed forms for every method)
 TAU2_FREE = {"k", "q", "q_df", "q_pvalue"}
@@ -116,8 +119,19 @@ def test_against_metafor(case):
         pytest.skip(f"metafor error: {case['error']}")
     res = _pool(case)
     d = res.to_dict()
-    fit = case["fit"]
+    fit = dict(case["fit"])
     bad = []
+    censored = {"tau2_ci_lower_censored": False, "tau2_ci_upper_censored": False}
+    flags = fit.get("tau2_ci_flags") or {}
+    if ">" in (flags.get("lb_sign"), flags.get("ub_sign")):
+        wide = case["tau2_ci_uncapped"]
+        fit.update({f: wide[f] for f in QP_FIELDS})
+        censored = {"tau2_ci_lower_censored": wide["lb_sign"] == ">",
+                    "tau2_ci_upper_censored": wide["ub_sign"] == ">"}
+    if case["method"] in RE_METHODS:
+        for flag, want in censored.items():
+            if d.get(flag) is not want:
+                bad.append((flag, d.get(flag), want))
 
     for field in SCALAR_FIELDS:
         if field not in fit:
@@ -180,7 +194,7 @@ def test_reference_covers_every_combination():
     default = {"add": 0.5, "to": "only0", "drop00": False}
     have = {(c["measure"], c["method"], c["test"]) for c in CASES
             if _ok(c) and c["options"] == default and _k(c) > 2}
-    missing = [(m, meth, t) for m in MEASURES for meth in IV_METHODS for t in ("z", "knha")
+    missing = [(m, meth, t) for m in MEASURES for meth in IV_METHODS for t in TESTS
                if (m, meth, t) not in have]
     # more than one dataset per binary, continuous and generic measure
     per = {}
@@ -222,7 +236,19 @@ def test_reference_covers_every_combination():
     # k = 1 and k = 2 for every method
     for k in (1, 2):
         ks = {(c["method"], c["test"]) for c in CASES if _k(c) == k}
-        missing += [("k", k, meth, t) for meth in IV_METHODS for t in ("z", "knha") if (meth, t) not in ks]
+        missing += [("k", k, meth, t) for meth in IV_METHODS for t in TESTS if (meth, t) not in ks]
         missing += [("k", k, meth) for meth in ("MH", "PETO") if (meth, "z") not in ks]
+
+    # Q-profile bounds beyond metafor's search limit, with the wide-bracket run to compare with
+    wide = [c for c in CASES if _ok(c) and ">" in ((c["fit"].get("tau2_ci_flags") or {}).get("ub_sign", ""),)]
+    if not wide or not all("tau2_ci_uncapped" in c for c in wide):
+        missing.append(("Q-profile upper bound beyond tau2.max, with tau2_ci_uncapped", len(wide)))
+    if "normand1999/MD/HS/z" not in {c["id"] for c in wide}:
+        missing.append(("Q-profile", "normand1999/MD/HS/z (issue 11)"))
+    # Peto and MH without continuity correction on single-zero tables
+    for m in ("PETO", "MH"):
+        if not any(_ok(c) and c["method"] == m and c["options"]["add"] == 0 and c["dataset"] == "peto_zero"
+                   for c in CASES):
+            missing.append(("add = 0", m, "peto_zero"))
 
     assert not missing, f"reference lacks: {missing}"

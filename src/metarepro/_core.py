@@ -410,43 +410,52 @@ def q_profile(seg, yi, vi, tau2, vt, level):
     with the matching bounds for I² and H², following metafor's ``confint()``.
 
     The bounds solve ``Q(tau2) = chi²_{k-1}`` quantiles; a bound below zero is
-    truncated to 0, and the search is capped at ``max(100, 10 tau²)`` as in
-    metafor. NaN when k < 2.
+    truncated to 0. NaN when k < 2.
+
+    metafor searches ``[0, max(100, 10 tau²)]`` and, when a bound lies beyond,
+    prints that limit with a ">" sign. Here the bracket is widened tenfold at a
+    time (up to 30 decades) until it holds the root, so a bound is always a
+    root of the Q-profile equation (e.g. ``normand1999`` MD, HS: upper bound
+    2889.45 where metafor prints ">1344.92"). Where even the widest bracket
+    does not hold it, the bound is the search limit and its
+    ``tau2_ci_*_censored`` flag is True (I² and H² bounds share the flag).
     """
     alpha = 1 - level / 100
     df = seg.k - 1
-    lo = np.full(seg.G, np.nan)
-    hi = np.full(seg.G, np.nan)
+    G = seg.G
+    lo = np.full(G, np.nan)
+    hi = np.full(G, np.nan)
+    cens_lo = np.zeros(G, bool)
+    cens_hi = np.zeros(G, bool)
     ok = df >= 1
     with np.errstate(invalid="ignore"):
         crit_u = stats.chi2.isf(alpha / 2, df)
         crit_l = stats.chi2.ppf(alpha / 2, df)
     tmax = np.maximum(100.0, 10 * tau2)
-    q0 = q_statistic(seg, yi, vi, np.zeros(seg.G))
-    qmax = q_statistic(seg, yi, vi, tmax)
-    # upper bound
-    null = ok & (q0 < crit_l)
-    hi[null] = 0.0
+    q0 = q_statistic(seg, yi, vi, np.zeros(G))
+    # Q(tau²) falls from Q(0) towards 0: the upper bound solves Q = crit_l, the lower Q = crit_u.
+    null = ok & (q0 < crit_l)  # even tau² = 0 fits "too well": the interval is {0}
     lo[null] = 0.0
-    cap = ok & ~null & (qmax > crit_l)
-    hi[cap] = tmax[cap]
-    need = np.flatnonzero(ok & ~null & ~cap)
-    if need.size:
-        hi[need], _ = solve_q(seg, yi, vi, need, crit_l[need], np.zeros(need.size), tmax[need])
-    # lower bound
-    capl = ok & (qmax > crit_u)
-    lo[capl] = tmax[capl]
-    hi[capl] = tmax[capl]
-    zero = ok & ~capl & ~null & (q0 < crit_u)
+    hi[null] = 0.0
+    zero = ok & ~null & (q0 < crit_u)
     lo[zero] = 0.0
-    need = np.flatnonzero(ok & ~capl & ~null & ~zero)
-    if need.size:
-        lo[need], _ = solve_q(seg, yi, vi, need, crit_u[need], np.zeros(need.size), tmax[need])
+    for bound, crit, cens, need in ((hi, crit_l, cens_hi, ok & ~null), (lo, crit_u, cens_lo, ok & ~null & ~zero)):
+        gid = np.flatnonzero(need)
+        if gid.size == 0:
+            continue
+        top = _bracket_upper(seg, yi, vi, gid, crit[gid], tmax[gid])
+        beyond = _q_compact(Compact.of(seg, yi, vi, gid), top) > crit[gid]
+        bound[gid[beyond]] = top[beyond]
+        cens[gid[beyond]] = True
+        inside = gid[~beyond]
+        if inside.size:
+            bound[inside], _ = solve_q(seg, yi, vi, inside, crit[inside], np.zeros(inside.size), top[~beyond])
     with np.errstate(invalid="ignore", divide="ignore"):
         i2_lo, i2_hi = 100 * lo / (vt + lo), 100 * hi / (vt + hi)
         h2_lo, h2_hi = lo / vt + 1, hi / vt + 1
     return {"tau2_ci_lower": lo, "tau2_ci_upper": hi, "i2_ci_lower": i2_lo, "i2_ci_upper": i2_hi,
-                "h2_ci_lower": h2_lo, "h2_ci_upper": h2_hi}
+            "h2_ci_lower": h2_lo, "h2_ci_upper": h2_hi, "tau2_ci_lower_censored": cens_lo,
+            "tau2_ci_upper_censored": cens_hi}
 
 
 # --------------------------------------------------------------------------
@@ -456,21 +465,29 @@ def q_profile(seg, yi, vi, tau2, vt, level):
 def inverse_variance(seg, yi, vi, tau2, test, level):
     """Pooled estimate, SE, test and CI for given tau² (intercept-only model).
 
-    ``test="knha"`` scales the variance by ``sum w (y - mu)² / (k-1)`` and uses
-    t on k-1 df (Hartung & Knapp 2001, Stat Med 20:3875; Sidik & Jonkman 2002,
-    Stat Med 21:3153), without truncation of the scale factor, as metafor's
-    ``test="knha"``.
+    ``test="knha"`` scales the variance by ``s² = sum w (y - mu)² / (k-1)`` and
+    uses t on k-1 df (Hartung & Knapp 2001, Stat Med 20:3875; Sidik & Jonkman
+    2002, Stat Med 21:3153), without truncation of the scale factor, as
+    metafor's ``test="knha"``. When Q < k - 1 then s² < 1 and the interval can
+    be narrower than the z interval, even than the common-effect one.
+    ``test="adhoc"`` uses ``max(1, s²)`` instead, Knapp & Hartung's (2003, Stat
+    Med 22:2693) ad hoc correction, so the standard error is never below the
+    z test's (metafor's ``test="adhoc"``; recommended for few studies by
+    Röver, Knapp & Friede 2015, BMC Med Res Methodol 15:99).
     """
     w = 1.0 / (vi + tau2[seg.g])
     mu, sw = weighted_mean(seg, yi, w)
     var = 1.0 / sw
     df = seg.k - 1
+    t_test = test in ("knha", "adhoc")
     # metafor: "Setting argument test='z' since k=1"
-    hk = (seg.k > 1) if test == "knha" else np.zeros(seg.G, bool)
-    if test == "knha":
+    hk = (seg.k > 1) if t_test else np.zeros(seg.G, bool)
+    if t_test:
         rss = seg.sum(w * (yi - mu[seg.g]) ** 2)
         with np.errstate(invalid="ignore", divide="ignore"):
             s2w = np.where(rss <= np.finfo(float).eps, 0.0, rss / df)
+        if test == "adhoc":
+            s2w = np.maximum(1.0, s2w)
         var = np.where(hk, s2w * var, var)
     se = np.sqrt(var)
     alpha = 1 - level / 100
@@ -481,7 +498,7 @@ def inverse_variance(seg, yi, vi, tau2, test, level):
         p = np.where(hk, 2 * stats.t.sf(np.abs(stat), dfp), 2 * stats.norm.sf(np.abs(stat)))
     weights = 100 * w / sw[seg.g]
     return {"estimate": mu, "se": se, "statistic": stat, "pvalue": p, "ci_lower": mu - crit * se,
-                "ci_upper": mu + crit * se, "crit": crit, "df": dfp}, weights
+            "ci_upper": mu + crit * se, "crit": crit, "df": dfp}, weights
 
 
 def prediction_interval(est, se, tau2, crit, k, level):

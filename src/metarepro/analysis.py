@@ -6,7 +6,6 @@ text; the Snakemake scripts only read files, call these and write the results.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 
@@ -17,7 +16,7 @@ from . import io
 from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
-from .names import FIELDS, FORENSICS_COLUMNS, NATURAL, POOLED_COLUMNS, REPRODUCTION_COLUMNS  # noqa: F401
+from .names import FIELDS, FORENSICS_COLUMNS, NATURAL, POOLED_COLUMNS, REPRODUCTION_COLUMNS, TESTS  # noqa: F401
 from .pooling import PoolResult, pool
 from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
     DEFAULT_TOLERANCE,
@@ -108,7 +107,7 @@ def _shared_controls(rows: pd.DataFrame) -> pd.DataFrame:
 def applicable_methods(frame: pd.DataFrame, measure: str) -> list[str]:
     """FE and every tau² estimator, plus MH/Peto where 2x2 counts allow them."""
     methods = ["FE"]
-    if set(io.BINARY) <= set(frame.columns) and measure in ("RR", "OR", "RD"):
+    if io.counts_on_every_row(frame, measure):
         methods.append("MH")
         if measure == "OR":
             methods.append("PETO")
@@ -121,7 +120,7 @@ def _quiet_pool(frame, **kw) -> PoolResult:
         return pool(frame, **kw)
 
 
-def pooled_table(an: Analysis, tests=("z", "knha"), level: float = 95) -> pd.DataFrame:
+def pooled_table(an: Analysis, tests=TESTS, level: float = 95) -> pd.DataFrame:
     """One row per outcome × method × test with the engine's fields."""
     recs = []
     for outcome in an.outcomes():
@@ -149,12 +148,35 @@ def _fmt(x, d=3):
     return f"{x:.{d}f}"
 
 
-def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = "knha",
+def bound(x, censored: bool, side: str, d=4) -> str:
+    """A Q-profile bound (``side`` "lower" or "upper"); one that is a search
+    limit, not a root, is printed with metafor's sign (">1344.9182": either
+    bound then lies above the limit), never as a bound."""
+    text = _fmt(x, d)
+    return ">" + text if censored and text != "NA" else text
+
+
+def interval_method(method: str, test: str) -> str:
+    """How a model's confidence interval was computed, in words."""
+    if method in ("FE", "MH", "PETO"):
+        return f"common effect ({method}), Wald z interval"
+    return {"z": f"random effects ({method} tau²), Wald z interval",
+            "knha": f"random effects ({method} tau²), Hartung-Knapp t interval on k - 1 df (no truncation)",
+            "adhoc": (f"random effects ({method} tau²), Hartung-Knapp t interval on k - 1 df with the ad hoc "
+                      "correction (scale factor at least 1, so never narrower than the z interval; "
+                      "Knapp & Hartung 2003)")}[test]
+
+
+CENSORED_NOTE = ("A Q-profile bound marked '>' is the end of the search (tau² up to 10^30 times metafor's "
+                 "limit max(100, 10 tau²)), not a root: the bound lies beyond it.")
+
+
+def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = "adhoc",
                   level: float = 95) -> tuple[dict, str]:
     """Heterogeneity report of one outcome: JSON-ready dict and Markdown text.
 
     Q, df, p; I² and tau² with Q-profile CIs; H²; the prediction interval; every
-    tau² estimator under both tests side by side; every corrected or excluded
+    tau² estimator under every test side by side; every corrected or excluded
     study with the reason; trials missing from the evidence base.
     """
     frame = outcome_frame(an, outcome)
@@ -162,17 +184,20 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
     main = _quiet_pool(frame, measure=measure, method=method, test=test, level=level)
     rows = []
     for m in ("FE",) + RE_METHODS:
-        for t in ("z", "knha"):
+        for t in TESTS:
             r = _quiet_pool(frame, measure=measure, method=m, test=t, level=level)
             rows.append({"method": m, "test": t, "tau2": r.tau2, "tau2_ci_lower": r.tau2_ci_lower,
-                         "tau2_ci_upper": r.tau2_ci_upper, "i2": r.i2, "estimate": r.estimate,
+                         "tau2_ci_upper": r.tau2_ci_upper, "tau2_ci_lower_censored": r.tau2_ci_lower_censored,
+                         "tau2_ci_upper_censored": r.tau2_ci_upper_censored, "i2": r.i2, "estimate": r.estimate,
                          "ci_lower": r.ci_lower, "ci_upper": r.ci_upper, "pi_lower": r.pi_lower,
                          "pi_upper": r.pi_upper, "pvalue": r.pvalue, "converged": r.converged,
                          **{f"{k}": v for k, v in r.natural().items()}})
     missing = [{"study": t["study"], "reason": t.get("reason")} for t in an.trials_missing(outcome)]
     d = main.to_dict()
     report = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method, "test": test,
-              "level": level, "k": main.k, "q": d["q"], "q_df": d["q_df"], "q_pvalue": d["q_pvalue"],
+              "interval_method": interval_method(method, test),
+              "tau2_ci_lower_censored": d["tau2_ci_lower_censored"],
+              "tau2_ci_upper_censored": d["tau2_ci_upper_censored"], "level": level, "k": main.k, "q": d["q"], "q_df": d["q_df"], "q_pvalue": d["q_pvalue"],
               "tau2": d["tau2"], "tau2_ci_lower": d["tau2_ci_lower"], "tau2_ci_upper": d["tau2_ci_upper"],
               "i2": d["i2"], "i2_ci_lower": d["i2_ci_lower"], "i2_ci_upper": d["i2_ci_upper"],
               "h2": d["h2"], "h2_ci_lower": d["h2_ci_lower"], "h2_ci_upper": d["h2_ci_upper"],
@@ -183,23 +208,30 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
               "missing_trials": missing, "integrity_flags": [
                   {"study": s, "flag": f} for s, f in an.flagged().items()], "warnings": main.warnings}
     nat = main.natural()
+    lo_c, hi_c = d["tau2_ci_lower_censored"], d["tau2_ci_upper_censored"]
     lines = [f"# Heterogeneity: {an.spec['title']} — {outcome}", "",
-             f"Measure {measure}; model {method} with test {test}; k = {main.k}"
+             f"Measure {measure}; model: {interval_method(method, test)}; k = {main.k}"
              + (f" of {main.k + len(missing)} trials listed (missing: "
                 + "; ".join(f"{m['study']} — {m['reason']}" for m in missing) + ")" if missing else "") + ".",
              "",
              "| statistic | value | 95% CI |", "|---|---|---|",
              f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | p = {_fmt(d['q_pvalue'], 4)} |",
-             f"| tau² | {_fmt(d['tau2'], 4)} | {_fmt(d['tau2_ci_lower'], 4)} to {_fmt(d['tau2_ci_upper'], 4)} |",
-             f"| I² (%) | {_fmt(d['i2'], 1)} | {_fmt(d['i2_ci_lower'], 1)} to {_fmt(d['i2_ci_upper'], 1)} |",
-             f"| H² | {_fmt(d['h2'], 2)} | {_fmt(d['h2_ci_lower'], 2)} to {_fmt(d['h2_ci_upper'], 2)} |"]
+             (f"| tau² | {_fmt(d['tau2'], 4)} | {bound(d['tau2_ci_lower'], lo_c, 'lower', 4)} to "
+             f"{bound(d['tau2_ci_upper'], hi_c, 'upper', 4)} |"),
+             (f"| I² (%) | {_fmt(d['i2'], 1)} | {bound(d['i2_ci_lower'], lo_c, 'lower', 1)} to "
+             f"{bound(d['i2_ci_upper'], hi_c, 'upper', 1)} |"),
+             (f"| H² | {_fmt(d['h2'], 2)} | {bound(d['h2_ci_lower'], lo_c, 'lower', 2)} to "
+             f"{bound(d['h2_ci_upper'], hi_c, 'upper', 2)} |")]
     if nat:
         lines.append(f"| prediction interval (natural scale) | | {_fmt(nat['pi_lower_natural'])} to "
                      f"{_fmt(nat['pi_upper_natural'])} |")
     else:
         lines.append(f"| prediction interval | | {_fmt(d['pi_lower'])} to {_fmt(d['pi_upper'])} |")
-    lines += ["", "Confidence intervals for tau², I² and H² are Q-profile intervals (Viechtbauer 2007).", "",
-              "## Every tau² estimator, both tests", "",
+    lines += ["", "Confidence intervals for tau², I² and H² are Q-profile intervals (Viechtbauer 2007); every "
+              "bound is a root of the Q-profile equation, or 0 where the root would be negative. " + CENSORED_NOTE, "",
+              "## Every tau² estimator, every test", "",
+              ("Tests: z = Wald z; knha = Hartung-Knapp t (no truncation); adhoc = Hartung-Knapp t with the ad hoc "
+              "correction (never narrower than z)."), "",
               "| method | test | tau² | tau² CI | I² % | estimate | CI | prediction interval |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -208,8 +240,10 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
         hi = r.get("ci_upper_natural", r["ci_upper"])
         plo = r.get("pi_lower_natural", r["pi_lower"])
         phi = r.get("pi_upper_natural", r["pi_upper"])
-        lines.append(f"| {r['method']} | {r['test']} | {_fmt(r['tau2'], 4)} | {_fmt(r['tau2_ci_lower'], 4)}–"
-                     f"{_fmt(r['tau2_ci_upper'], 4)} | {_fmt(r['i2'], 1)} | {_fmt(est)} | {_fmt(lo)}–{_fmt(hi)} "
+        lines.append(f"| {r['method']} | {r['test']} | {_fmt(r['tau2'], 4)} | "
+                     f"{bound(r['tau2_ci_lower'], r['tau2_ci_lower_censored'], 'lower', 4)}–"
+                     f"{bound(r['tau2_ci_upper'], r['tau2_ci_upper_censored'], 'upper', 4)} | {_fmt(r['i2'], 1)} "
+                     f"| {_fmt(est)} | {_fmt(lo)}–{_fmt(hi)} "
                      f"| {_fmt(plo)}–{_fmt(phi)} |")
     lines += ["", "## Corrected and excluded studies", ""]
     lines += correction_lines(report["corrections"], report["excluded"],
@@ -337,7 +371,7 @@ def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> s
 
 
 def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, level: float = 95,
-                      modern=("REML", "knha"), forensics: pd.DataFrame | None = None) -> list[dict]:
+                      modern=("REML", "adhoc"), forensics: pd.DataFrame | None = None) -> list[dict]:
     """One row per published target: published vs re-pooled numbers and the verdict
     (and, given :func:`forensics_table`, the likely method behind the published number)."""
     out = []
@@ -351,8 +385,8 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
         if t.get("trial_set") == "other" or frame.empty:
             out.append(unpooled_verdict(t, rec, missing, measure))
             continue
-        if method in ("MH", "PETO") and not set(io.BINARY) <= set(frame.columns):
-            method, how = "FE", f"{method} needs 2x2 counts; inverse-variance FE used instead"
+        if method in ("MH", "PETO") and not io.counts_on_every_row(frame, measure):
+            method, how = "FE", f"{method} needs 2x2 counts on every row; inverse-variance FE used instead"
         try:
             res = _quiet_pool(frame, measure=measure, method=method, test="z",
                               **_target_options(an.spec, t, level))
@@ -390,17 +424,6 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
     return out
 
 
-def dumps(obj) -> str:
-    """Deterministic JSON (sorted keys, NaN → null)."""
-    def clean(o):
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        return _jsonable(o)
-    return json.dumps(clean(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
 class FigureInputs:
     """What a forest or funnel plot of one outcome needs, computed by the engine."""
 
@@ -413,7 +436,7 @@ def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
                   common_method: str = "FE") -> FigureInputs:
     """Fit the models a figure shows: the modern random-effects model, the
     common-effect model, subgroups (if the YAML names a column) and Egger's test."""
-    modern = modern or {"method": "REML", "test": "knha"}
+    modern = modern or {"method": "REML", "test": "adhoc"}
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
     res = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"], level=level)

@@ -13,7 +13,8 @@ import warnings
 
 from . import io
 from .errors import InputError, MetareproWarning
-from .pooling import METHODS, TESTS, PoolResult, pool
+from .names import METHODS, T_TESTS, TESTS
+from .pooling import PoolResult, pool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,13 +38,14 @@ def summary_text(res: PoolResult) -> str:
     lines.append(f"{'Common' if res.method in ('FE', 'MH', 'PETO') else 'Random'}-effects model "
                  f"(k = {res.k}; method: {res.method}; test: {res.test}; measure: {res.measure})")
     if res.method not in ("FE", "MH", "PETO"):
-        lines.append(f"tau^2 = {_fmt(d['tau2'])} [{_fmt(d['tau2_ci_lower'])}, {_fmt(d['tau2_ci_upper'])}]"
-                     f"   I^2 = {_fmt(d['i2'], 2)}% [{_fmt(d['i2_ci_lower'], 2)}, {_fmt(d['i2_ci_upper'], 2)}]"
+        lo, hi = ">" if d["tau2_ci_lower_censored"] else "", ">" if d["tau2_ci_upper_censored"] else ""
+        lines.append(f"tau^2 = {_fmt(d['tau2'])} [{lo}{_fmt(d['tau2_ci_lower'])}, {hi}{_fmt(d['tau2_ci_upper'])}]"
+                     f"   I^2 = {_fmt(d['i2'], 2)}% [{lo}{_fmt(d['i2_ci_lower'], 2)}, {hi}{_fmt(d['i2_ci_upper'], 2)}]"
                      f"   H^2 = {_fmt(d['h2'])}")
     else:
         lines.append(f"I^2 = {_fmt(d['i2'], 2)}%   H^2 = {_fmt(d['h2'])}")
     lines.append(f"Q({d['q_df']}) = {_fmt(d['q'])}, p = {_fmt(d['q_pvalue'])}")
-    stat = "t" if res.test == "knha" else "z"
+    stat = "t" if res.test in T_TESTS else "z"
     lines.append(f"estimate = {_fmt(d['estimate'])}  se = {_fmt(d['se'])}  {stat} = {_fmt(d['statistic'])}"
                  f"  p = {_fmt(d['pvalue'])}  {res.level:g}% CI [{_fmt(d['ci_lower'])}, {_fmt(d['ci_upper'])}]")
     lines.append(f"prediction interval [{_fmt(d['pi_lower'])}, {_fmt(d['pi_upper'])}]")

@@ -36,6 +36,7 @@ from . import _dist as stats
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
 from .metareg import fit_batch, meta_regression, model_matrix
+from .names import T_TESTS, TESTS
 from .pooling import PoolResult, _clean, _natural, pool
 
 #: Cochrane Handbook for Systematic Reviews of Interventions, version 6.4 (2023), section 13.3.5.4.
@@ -364,10 +365,12 @@ def _loo_core(y, v, method, test):
     iv, _ = _core.inverse_variance(seg, yy, vv, tau2, test, 95.0)
     w = 1 / (vv + tau2[seg.g])
     sw = seg.sum(w)
-    if test == "knha":
+    if test in T_TESTS:
         rss = seg.sum(w * (yy - iv["estimate"][seg.g]) ** 2)
         with np.errstate(invalid="ignore", divide="ignore"):
             s2w = np.where(rss <= np.finfo(float).eps, 0.0, rss / (k - 2))
+        if test == "adhoc":
+            s2w = np.maximum(1.0, s2w)
     else:
         s2w = np.ones(k)
     q = _core.q_statistic(seg, yy, vv, np.zeros(k))
@@ -1001,7 +1004,7 @@ def subgroup_analysis(
         qm=reg.qm,
         qm_df=reg.qm_df,
         qm_pvalue=reg.qm_pvalue,
-        qm_test="F" if test == "knha" else "chisq",
+        qm_test="F" if test in T_TESTS else "chisq",
         regression=reg,
         overall=overall,
     )
@@ -1155,9 +1158,10 @@ def method_forensics(
         ``matches_estimate, matches_ci, max_abs_diff`` (largest absolute
         difference over the published numbers given), sorted best first.
     """
-    family = io.choose_family(frame, measure)
-    binary = family == io.BINARY
-    convs = ZERO_CELL_CONVENTIONS if binary else (("not applicable", 0.5, "only0", False),)
+    families = io.row_families(frame, measure)
+    binary = io.counts_on_every_row(frame, measure)
+    some_counts = io.BINARY in families
+    convs = ZERO_CELL_CONVENTIONS if some_counts else (("not applicable", 0.5, "only0", False),)
     labels = io.check_studies(frame).astype(str)
     stacked = []
     for j, (name, add, to, drop00) in enumerate(convs):
@@ -1173,7 +1177,7 @@ def method_forensics(
         and not (m == "PETO" and not (binary and measure == "OR"))
     ]
     for m in methods:
-        for t in ("z",) if m in ("MH", "PETO") else ("z", "knha"):
+        for t in ("z",) if m in ("MH", "PETO") else TESTS:
             if m in ("MH", "PETO"):
                 for j, (name, add, to, drop00) in enumerate(convs):
                     r = _quiet(

@@ -35,8 +35,11 @@ class EffectTable:
     counts : dict of ndarray or None
         Uncorrected 2x2 cells ``ai, bi, ci, di`` for binary data (Mantel-Haenszel
         and Peto pool these, not ``yi``), else None.
-    family : tuple of str
-        The columns the effects were computed from.
+    family : tuple of str or None
+        The columns the effects were computed from, when every row uses the same
+        family; None for a table that mixes families.
+    row_family : tuple of tuple of str
+        The family of each row.
     corrections, excluded : list of dict
         One entry per corrected / excluded study: ``row`` (position), ``study``,
         ``action`` or ``reason``.
@@ -45,7 +48,8 @@ class EffectTable:
     yi: np.ndarray
     vi: np.ndarray
     counts: dict | None
-    family: tuple
+    family: tuple | None
+    row_family: tuple = ()
     corrections: list = field(default_factory=list)
     excluded: list = field(default_factory=list)
 
@@ -133,23 +137,37 @@ def _fail(frame, i, column, problem):
     raise InputError(problem, file=file, row=io.row_label(frame, int(i)), column=column)
 
 
-def _first(mask):
-    idx = np.flatnonzero(mask)
-    return idx[0] if idx.size else None
+class _Rows:
+    """The rows of one input family: their positions in the table and their numbers.
 
+    Checks report the row as the user sees it (file line), whatever the family.
+    """
 
-def _whole(frame, arrays, cols):
-    for c in cols:
-        i = _first(arrays[c] != np.round(arrays[c]))
-        if i is not None:
-            _fail(frame, i, c, f"count {arrays[c][i]:g} is not a whole number")
+    def __init__(self, frame, family, positions):
+        self.frame, self.family, self.pos = frame, family, positions
+        mask = np.zeros(len(frame), bool)
+        mask[positions] = True
+        full = io.numeric_columns(frame, family, rows=mask)
+        self.a = {c: full[c][positions] for c in family}
 
+    def fail(self, i, column, problem):
+        _fail(self.frame, self.pos[i], column, problem)
 
-def _positive(frame, arrays, cols, what):
-    for c in cols:
-        i = _first(arrays[c] <= 0)
-        if i is not None:
-            _fail(frame, i, c, f"{what} must be > 0 (got {arrays[c][i]:g})")
+    def first(self, mask):
+        idx = np.flatnonzero(mask)
+        return idx[0] if idx.size else None
+
+    def whole(self, cols):
+        for c in cols:
+            i = self.first(self.a[c] != np.round(self.a[c]))
+            if i is not None:
+                self.fail(i, c, f"count {self.a[c][i]:g} is not a whole number")
+
+    def positive(self, cols, what):
+        for c in cols:
+            i = self.first(self.a[c] <= 0)
+            if i is not None:
+                self.fail(i, c, f"{what} must be > 0 (got {self.a[c][i]:g})")
 
 
 def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
@@ -160,13 +178,17 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
     Parameters
     ----------
     frame : DataFrame
-        One row per study, in one of the column families of :mod:`metarepro.io`.
+        One row per study. Each row gives its numbers in one of the column
+        families of :mod:`metarepro.io` (the form in which they were printed):
+        rows of one table may mix families, e.g. 2x2 counts for some studies and
+        an estimate with its CI for others (:func:`metarepro.io.row_families`).
     measure : {"RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN"}
     add : float
         Continuity correction added to the cells of 2x2 tables (metafor: 1/2).
     to : {"only0", "all", "if0all", "none"}
         Which studies get ``add``: those with a zero cell (default, as metafor's
         ``escalc``), all studies, all studies if any has a zero cell, or none.
+        Only rows given as 2x2 counts are concerned.
     drop00 : bool
         Exclude studies with no events (or only events) in both arms, as RevMan
         does. metafor's ``escalc`` keeps them (default False).
@@ -179,6 +201,9 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
     Returns
     -------
     EffectTable
+        ``family`` is the family of every row when they share one, else None;
+        ``row_family`` holds each row's family. ``counts`` are given only when
+        every row is a 2x2 table (Mantel-Haenszel and Peto need them all).
 
     Notes
     -----
@@ -193,125 +218,151 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
                          f"(choose one of {', '.join(TO_CHOICES)})", file=file)
     if not np.isfinite(add) or add < 0:
         raise InputError(f"continuity correction add={add} must be >= 0", file=file)
-    family = io.choose_family(frame, measure)
+    if not (0 < ci_level < 100):
+        raise InputError(f"CI level {ci_level} must be between 0 and 100", file=file)
+    fams = io.row_families(frame, measure)
     labels = frame["study"].to_numpy() if "study" in frame.columns else frame.index.to_numpy()
-    a = io.numeric_columns(frame, family)
+    n = len(frame)
+    yi = np.full(n, np.nan)
+    vi = np.full(n, np.nan)
     corrections: list = []
     excluded: list = []
     counts = None
-
-    if family == io.BINARY:
-        _whole(frame, a, family)
-        for c in ("events_t", "events_c"):
-            i = _first(a[c] < 0)
-            if i is not None:
-                _fail(frame, i, c, f"negative count {a[c][i]:g}")
-        _positive(frame, a, ("total_t", "total_c"), "total")
-        for e, n in (("events_t", "total_t"), ("events_c", "total_c")):
-            i = _first(a[e] > a[n])
-            if i is not None:
-                _fail(frame, i, e, f"{a[e][i]:g} events > {a[n][i]:g} total")
-        ai, ci = a["events_t"], a["events_c"]
-        bi, di = a["total_t"] - ai, a["total_c"] - ci
-        counts = {"ai": ai.copy(), "bi": bi.copy(), "ci": ci.copy(), "di": di.copy()}
-        id00 = ((ai == 0) & (ci == 0)) | ((bi == 0) & (di == 0))
-        keep = np.ones(len(ai), bool)
-        if drop00:
-            for i in np.flatnonzero(id00):
-                why = "no events in either arm" if ai[i] == 0 else "every participant had the event in both arms"
-                excluded.append({"row": int(i), "study": labels[i],
-                                 "reason": f"double-zero study ({why}); dropped (drop00)"})
-            keep &= ~id00
-        id0 = (ai == 0) | (bi == 0) | (ci == 0) | (di == 0)
-        if to == "all":
-            hit = keep.copy()
-        elif to == "only0":
-            hit = keep & id0
-        elif to == "if0all":
-            grp = np.zeros(len(ai), np.intp) if group is None else np.asarray(group)
-            any0 = np.bincount(grp, weights=(keep & id0).astype(float)) > 0
-            hit = keep & any0[grp]
+    for fam in dict.fromkeys(fams):
+        pos = np.array([i for i, f in enumerate(fams) if f == fam], dtype=np.intp)
+        rows = _Rows(frame, fam, pos)
+        if fam == io.BINARY:
+            grp = None if group is None else np.asarray(group)[pos]
+            y, v, c = _binary(rows, measure, labels[pos], add, to, drop00, grp, corrections, excluded)
+            if len(pos) == n:
+                counts = c
+        elif fam == io.CONTINUOUS:
+            y, v = _continuous(rows, measure)
+        elif fam == io.CORRELATION:
+            y, v = _correlation(rows)
         else:
-            hit = np.zeros_like(keep)
-        if add == 0:
-            hit[:] = False
-        ai, bi, ci, di = (x + np.where(hit, add, 0.0) for x in (ai, bi, ci, di))
-        for i in np.flatnonzero(hit):
-            reason = "zero cell" if id0[i] else f"to='{to}'"
-            corrections.append({"row": int(i), "study": labels[i],
-                                "action": f"added {add:g} to each cell ({reason})"})
-        fn = {"RR": log_risk_ratio, "OR": log_odds_ratio, "RD": risk_difference}[measure]
-        yi, vi = fn(ai, bi, ci, di)
-        bad = keep & ~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0))
-        for i in np.flatnonzero(bad):
-            excluded.append({"row": int(i), "study": labels[i],
-                             "reason": f"{measure} not estimable (zero cell without continuity correction)"})
-        keep &= ~bad
-        yi = np.where(keep, yi, np.nan)
-        vi = np.where(keep, vi, np.nan)
+            y, v = _generic(rows, measure, ci_level)
+        yi[pos], vi[pos] = y, v
+    uniform = fams[0] if len(set(fams)) == 1 else None
+    corrections.sort(key=lambda c: c["row"])
+    excluded.sort(key=lambda c: c["row"])
+    return EffectTable(yi=yi, vi=vi, counts=counts, family=uniform, row_family=tuple(fams),
+                       corrections=corrections, excluded=excluded)
 
-    elif family == io.CONTINUOUS:
-        _whole(frame, a, ("total_t", "total_c"))
-        _positive(frame, a, ("total_t", "total_c"), "total")
-        _positive(frame, a, ("sd_t", "sd_c"), "SD")
-        args = (a["mean_t"], a["sd_t"], a["total_t"], a["mean_c"], a["sd_c"], a["total_c"])
-        if measure == "MD":
-            yi, vi = mean_difference(*args)
-        elif measure == "SMD":
-            i = _first(a["total_t"] + a["total_c"] < 4)
+
+def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, excluded):
+    """2x2 rows: checks, zero-cell convention, effects; corrections and exclusions
+    are appended with the row's position in the whole table."""
+    a = rows.a
+    rows.whole(io.BINARY)
+    for c in ("events_t", "events_c"):
+        i = rows.first(a[c] < 0)
+        if i is not None:
+            rows.fail(i, c, f"negative count {a[c][i]:g}")
+    rows.positive(("total_t", "total_c"), "total")
+    for e, t in (("events_t", "total_t"), ("events_c", "total_c")):
+        i = rows.first(a[e] > a[t])
+        if i is not None:
+            rows.fail(i, e, f"{a[e][i]:g} events > {a[t][i]:g} total")
+    ai, ci = a["events_t"], a["events_c"]
+    bi, di = a["total_t"] - ai, a["total_c"] - ci
+    counts = {"ai": ai.copy(), "bi": bi.copy(), "ci": ci.copy(), "di": di.copy()}
+    id00 = ((ai == 0) & (ci == 0)) | ((bi == 0) & (di == 0))
+    keep = np.ones(len(ai), bool)
+    if drop00:
+        for i in np.flatnonzero(id00):
+            why = "no events in either arm" if ai[i] == 0 else "every participant had the event in both arms"
+            excluded.append({"row": int(rows.pos[i]), "study": labels[i],
+                             "reason": f"double-zero study ({why}); dropped (drop00)"})
+        keep &= ~id00
+    id0 = (ai == 0) | (bi == 0) | (ci == 0) | (di == 0)
+    if to == "all":
+        hit = keep.copy()
+    elif to == "only0":
+        hit = keep & id0
+    elif to == "if0all":
+        grp = np.zeros(len(ai), np.intp) if group is None else pd.factorize(group)[0]
+        any0 = np.bincount(grp, weights=(keep & id0).astype(float)) > 0
+        hit = keep & any0[grp]
+    else:
+        hit = np.zeros_like(keep)
+    if add == 0:
+        hit[:] = False
+    ai, bi, ci, di = (x + np.where(hit, add, 0.0) for x in (ai, bi, ci, di))
+    for i in np.flatnonzero(hit):
+        reason = "zero cell" if id0[i] else f"to='{to}'"
+        corrections.append({"row": int(rows.pos[i]), "study": labels[i],
+                            "action": f"added {add:g} to each cell ({reason})"})
+    fn = {"RR": log_risk_ratio, "OR": log_odds_ratio, "RD": risk_difference}[measure]
+    yi, vi = fn(ai, bi, ci, di)
+    bad = keep & ~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0))
+    for i in np.flatnonzero(bad):
+        excluded.append({"row": int(rows.pos[i]), "study": labels[i],
+                         "reason": f"{measure} not estimable (zero cell without continuity correction)"})
+    keep &= ~bad
+    return np.where(keep, yi, np.nan), np.where(keep, vi, np.nan), counts
+
+
+def _continuous(rows: _Rows, measure):
+    a = rows.a
+    rows.whole(("total_t", "total_c"))
+    rows.positive(("total_t", "total_c"), "total")
+    rows.positive(("sd_t", "sd_c"), "SD")
+    args = (a["mean_t"], a["sd_t"], a["total_t"], a["mean_c"], a["sd_c"], a["total_c"])
+    if measure == "MD":
+        return mean_difference(*args)
+    if measure == "SMD":
+        i = rows.first(a["total_t"] + a["total_c"] < 4)
+        if i is not None:
+            rows.fail(i, "total_t", "SMD needs at least 4 participants in all")
+        return hedges_g(*args)
+    rows.positive(("mean_t", "mean_c"), "a mean for the ratio of means (ROM)")
+    return log_ratio_of_means(*args)
+
+
+def _correlation(rows: _Rows):
+    a = rows.a
+    rows.whole(("total",))
+    i = rows.first(np.abs(a["r"]) > 1)
+    if i is not None:
+        rows.fail(i, "r", f"correlation {a['r'][i]:g} is outside [-1, 1]")
+    i = rows.first(np.abs(a["r"]) == 1)
+    if i is not None:
+        rows.fail(i, "r", "correlation of exactly ±1 has no finite Fisher z")
+    i = rows.first(a["total"] <= 3)
+    if i is not None:
+        rows.fail(i, "total", f"total {a['total'][i]:g} must be > 3 for Fisher's z")
+    return fisher_z(a["r"], a["total"])
+
+
+def _generic(rows: _Rows, measure, ci_level):
+    a, family = rows.a, rows.family
+    if family == io.GENERIC_VI:
+        rows.positive(("vi",), "variance")
+        return a["yi"], a["vi"]
+    if family == io.GENERIC_SEI:
+        rows.positive(("sei",), "standard error")
+        return a["yi"], a["sei"] ** 2
+    est, lo, hi = a["estimate"], a["ci_lower"], a["ci_upper"]
+    if measure in io.RATIO_MEASURES:
+        for c in family:
+            i = rows.first(a[c] <= 0)
             if i is not None:
-                _fail(frame, i, "total_t", "SMD needs at least 4 participants in all")
-            yi, vi = hedges_g(*args)
-        else:
-            _positive(frame, a, ("mean_t", "mean_c"), "a mean for the ratio of means (ROM)")
-            yi, vi = log_ratio_of_means(*args)
-
-    elif family == io.CORRELATION:
-        _whole(frame, a, ("total",))
-        i = _first(np.abs(a["r"]) > 1)
-        if i is not None:
-            _fail(frame, i, "r", f"correlation {a['r'][i]:g} is outside [-1, 1]")
-        i = _first(np.abs(a["r"]) == 1)
-        if i is not None:
-            _fail(frame, i, "r", "correlation of exactly ±1 has no finite Fisher z")
-        i = _first(a["total"] <= 3)
-        if i is not None:
-            _fail(frame, i, "total", f"total {a['total'][i]:g} must be > 3 for Fisher's z")
-        yi, vi = fisher_z(a["r"], a["total"])
-
-    elif family == io.GENERIC_VI:
-        _positive(frame, a, ("vi",), "variance")
-        yi, vi = a["yi"], a["vi"]
-    elif family == io.GENERIC_SEI:
-        _positive(frame, a, ("sei",), "standard error")
-        yi, vi = a["yi"], a["sei"] ** 2
-    else:  # estimate, ci_lower, ci_upper
-        est, lo, hi = a["estimate"], a["ci_lower"], a["ci_upper"]
-        if measure in io.RATIO_MEASURES:
-            for c in family:
-                i = _first(a[c] <= 0)
-                if i is not None:
-                    _fail(frame, i, c, f"ratio {a[c][i]:g} must be > 0 for measure {measure}")
-            g = np.log
-        elif measure == "ZCOR":
-            for c in family:
-                i = _first(np.abs(a[c]) >= 1)
-                if i is not None:
-                    _fail(frame, i, c, f"correlation {a[c][i]:g} must be inside (-1, 1)")
-            g = np.arctanh
-        else:
-            g = np.asarray
-        i = _first(lo >= hi)
-        if i is not None:
-            _fail(frame, i, "ci_lower", f"interval is reversed or empty ({lo[i]:g} to {hi[i]:g})")
-        i = _first((est < lo) | (est > hi))
-        if i is not None:
-            _fail(frame, i, "estimate", f"estimate {est[i]:g} lies outside its interval ({lo[i]:g} to {hi[i]:g})")
-        if not (0 < ci_level < 100):
-            raise InputError(f"CI level {ci_level} must be between 0 and 100", file=file)
-        z = stats.norm.isf((1 - ci_level / 100) / 2)
-        yi = g(est)
-        vi = ((g(hi) - g(lo)) / (2 * z)) ** 2
-
-    return EffectTable(yi=np.asarray(yi, float), vi=np.asarray(vi, float), counts=counts,
-                       family=family, corrections=corrections, excluded=excluded)
+                rows.fail(i, c, f"ratio {a[c][i]:g} must be > 0 for measure {measure}")
+        g = np.log
+    elif measure == "ZCOR":
+        for c in family:
+            i = rows.first(np.abs(a[c]) >= 1)
+            if i is not None:
+                rows.fail(i, c, f"correlation {a[c][i]:g} must be inside (-1, 1)")
+        g = np.arctanh
+    else:
+        g = np.asarray
+    i = rows.first(lo >= hi)
+    if i is not None:
+        rows.fail(i, "ci_lower", f"interval is reversed or empty ({lo[i]:g} to {hi[i]:g})")
+    i = rows.first((est < lo) | (est > hi))
+    if i is not None:
+        rows.fail(i, "estimate", f"estimate {est[i]:g} lies outside its interval ({lo[i]:g} to {hi[i]:g})")
+    z = stats.norm.isf((1 - ci_level / 100) / 2)
+    return g(est), ((g(hi) - g(lo)) / (2 * z)) ** 2

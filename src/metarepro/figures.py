@@ -50,6 +50,7 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 from . import _dist as stats
 from . import io
+from .names import T_TESTS, TEST_LABELS
 
 __all__ = ["baujat_plot", "bubble_plot", "forest_plot", "funnel_plot", "influence_plot", "leave_one_out_plot",
            "not_applicable_figure", "save_figure"]
@@ -168,7 +169,7 @@ def _is_common(res):
 def _model_label(res):
     if _is_common(res):
         return f"Common effect ({_COMMON[res.method]})"
-    return f"Random effects ({res.method}{', Hartung-Knapp' if res.test == 'knha' else ''})"
+    return f"Random effects ({res.method}{'' if res.test == 'z' else ', ' + TEST_LABELS[res.test]})"
 
 
 def _het_line(res):
@@ -178,7 +179,7 @@ def _het_line(res):
 
 
 def _test_line(res, what="Test for overall effect"):
-    if res.test == "knha" and res.df:
+    if res.test in T_TESTS and res.df:
         stat = f"t = {_num(res.statistic)} (df = {res.df:g})"
     else:
         stat = f"z = {_num(res.statistic)}"
@@ -875,7 +876,7 @@ def bubble_plot(yi, vi, x, fit, *, moderator: str, measure: str, labels=None,
     G = np.column_stack([np.ones_like(grid), grid])
     pred = G @ np.array([b0, b1])
     se = np.sqrt(np.einsum("ij,jk,ik->i", G, V, G))
-    crit = stats.t.isf((1 - fit.level / 100) / 2, fit.df) if fit.test == "knha" else stats.norm.isf(
+    crit = stats.t.isf((1 - fit.level / 100) / 2, fit.df) if fit.test in T_TESTS else stats.norm.isf(
         (1 - fit.level / 100) / 2)
     w = 1 / (vi + fit.tau2)
     size = 600 * w / w.max()
@@ -892,7 +893,7 @@ def bubble_plot(yi, vi, x, fit, *, moderator: str, measure: str, labels=None,
     ax.margins(0.08)
     _set_effect_axis(ax, measure, axis="y")
     p = fit.coefficients["pvalue"].to_numpy(float)[1]
-    kind = "t" if fit.test == "knha" else "z"
+    kind = "t" if fit.test in T_TESTS else "z"
     ax.set_title(f"slope {b1:.4g} per unit ({fit.level:g}% band, {kind} test p {_p(p)}); k = {fit.k}, "
                  f"residual \u03c4\u00b2 = {fit.tau2:.4g}", fontsize=FONT - 0.5, loc="left")
     return _finish(fig, title)

@@ -126,12 +126,83 @@ def choose_family(frame: pd.DataFrame, measure: str) -> tuple[str, ...]:
     raise InputError(f"missing column {', '.join(hints)} for measure {measure}", file=file)
 
 
-def numeric_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Convert the named columns to float arrays, failing on the first bad cell."""
+def _blank(values: pd.Series) -> np.ndarray:
+    """Cells with nothing in them (empty text, NaN, 'NA')."""
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        text = values.astype(str).str.strip()
+        return (values.isna() | text.isin(("", "nan", "NaN", "None", "NA"))).to_numpy()
+    return values.isna().to_numpy()
+
+
+def row_families(frame: pd.DataFrame, measure: str) -> list[tuple[str, ...]]:
+    """The input family of every row: the columns in which that row's numbers were given.
+
+    A table may mix families within one analysis: 2x2 counts (or means and SDs)
+    where a source printed them, an estimate with its CI (or ``yi,vi`` /
+    ``yi,sei``) where only that was printed. Each row takes the first family,
+    in the order of :func:`choose_family` (the measure's own family first), whose
+    cells it fills completely.
+
+    Raises
+    ------
+    InputError
+        Naming the row and column when a row fills no family completely, or
+        fills the measure's own family only in part (numbers would be lost).
+    """
+    file, _ = _where(frame)
+    choose_family(frame, measure)  # unknown measure, or no family's columns at all
+    cols = set(frame.columns)
+    native = FAMILY_OF_MEASURE[measure]
+    candidates = [f for f in ([native] if native else []) + [GENERIC_VI, GENERIC_SEI, GENERIC_CI]
+                  if set(f) <= cols]
+    blank = {c: _blank(frame[c]) for f in candidates for c in f}
+    n = len(frame)
+    fams: list = [None] * n
+    for fam in candidates:
+        full = np.ones(n, bool)
+        for c in fam:
+            full &= ~blank[c]
+        for i in np.flatnonzero(full):
+            if fams[i] is None:
+                fams[i] = fam
+    for i in range(n):
+        if native in candidates:
+            given = [c for c in native if not blank[c][i]]
+            if given and len(given) < len(native) and fams[i] is not None:
+                gap = next(c for c in native if blank[c][i])
+                raise InputError(f"fills only some of {','.join(native)} ({', '.join(given)}); give every "
+                                 f"one of them or none, so that no printed number is lost", file=file,
+                                 row=row_label(frame, i), column=gap)
+        if fams[i] is None:
+            # the first empty cell of the family this row comes closest to filling
+            best = max(candidates, key=lambda f: sum(not blank[c][i] for c in f))
+            gap = next(c for c in best if blank[c][i])
+            raise InputError("empty cell", file=file, row=row_label(frame, i), column=gap)
+    return fams
+
+
+def counts_on_every_row(frame: pd.DataFrame, measure: str) -> bool:
+    """Does every row give 2x2 counts (what Mantel-Haenszel and Peto need)?"""
+    if FAMILY_OF_MEASURE.get(measure) != BINARY or not set(BINARY) <= set(frame.columns) or frame.empty:
+        return False
+    return all(~_blank(frame[c]).any() for c in BINARY)
+
+
+def numeric_columns(frame: pd.DataFrame, columns: tuple[str, ...],
+                    rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Convert the named columns to float arrays, failing on the first bad cell.
+
+    With ``rows`` (a boolean mask) only those rows are converted and checked;
+    the others are NaN.
+    """
     file, _ = _where(frame)
     out = {}
+    sel = None if rows is None else np.asarray(rows, bool)
     for col in columns:
         values = frame[col]
+        if sel is not None:
+            values = values.where(sel, "0") if (values.dtype == object
+                                                or pd.api.types.is_string_dtype(values)) else values.where(sel, 0.0)
         if values.dtype == object or pd.api.types.is_string_dtype(values):
             text = values.astype(str).str.strip().str.replace(",", "", regex=False)
             num = pd.to_numeric(text, errors="coerce")
@@ -152,6 +223,8 @@ def numeric_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, 
         if inf.any():
             i = int(np.flatnonzero(inf)[0])
             raise InputError("value is not finite", file=file, row=row_label(frame, i), column=col)
+        if sel is not None:
+            arr = np.where(sel, arr, np.nan)
         out[col] = arr
     return out
 

@@ -28,7 +28,7 @@ import pandas as pd
 from . import _core
 from . import _dist as stats
 from .errors import InputError
-from .names import METHODS, TESTS
+from .names import METHODS, T_TESTS, TESTS
 
 #: Estimators available with moderators (Mantel-Haenszel and Peto have no regression form).
 REG_METHODS = tuple(m for m in METHODS if m not in ("MH", "PETO"))
@@ -263,9 +263,11 @@ def fit_batch(Y, V, X, method="REML", test="z", level=95.0, btt=None, tau2=None)
     fit = _Batch(Y, X, 1 / (V + t[:, None]))
     beta, vb = fit.beta, fit.M.copy()
     s2w = np.ones(B)
-    if test == "knha":
+    if test in T_TESTS:
         rss = fit.rss()
         s2w = np.where(rss <= np.finfo(float).eps, 0.0, rss / (k - p))
+        if test == "adhoc":  # Knapp & Hartung (2003): never below the z test's variance
+            s2w = np.maximum(1.0, s2w)
         vb = vb * s2w[:, None, None]
     se = np.sqrt(np.diagonal(vb, axis1=1, axis2=2))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -277,7 +279,7 @@ def fit_batch(Y, V, X, method="REML", test="z", level=95.0, btt=None, tau2=None)
         except np.linalg.LinAlgError:
             QM = np.full(B, np.nan)
         alpha = 1 - level / 100
-        if test == "knha":
+        if test in T_TESTS:
             ddf = k - p
             QM = QM / m
             QMp = stats.f.sf(QM, m, ddf) if ddf > 0 else np.full(B, np.nan)
@@ -468,7 +470,7 @@ def _check(method, test):
             f"method '{method}' has no meta-regression form (choose one of {', '.join(REG_METHODS)})"
         )
     if test not in TESTS:
-        raise InputError(f"unknown test '{test}' (choose z or knha)")
+        raise InputError(f"unknown test '{test}' (choose one of {', '.join(TESTS)})")
 
 
 def meta_regression(

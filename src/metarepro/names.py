@@ -4,8 +4,13 @@
 TAU2_ESTIMATORS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 #: Every pooling method: common effect (inverse variance, Mantel-Haenszel, Peto) then random effects.
 METHODS = ("FE", "MH", "PETO") + TAU2_ESTIMATORS
-#: Inference: Wald z or Hartung-Knapp(-Sidik-Jonkman) t.
-TESTS = ("z", "knha")
+#: Inference: Wald z, Hartung-Knapp(-Sidik-Jonkman) t, or Hartung-Knapp with the ad hoc
+#: correction (scale factor never below 1; Knapp & Hartung 2003), as metafor's test="adhoc".
+TESTS = ("z", "knha", "adhoc")
+#: Tests with a scaled variance and t on k - 1 df.
+T_TESTS = ("knha", "adhoc")
+#: How each test is named in reports and figures.
+TEST_LABELS = {"z": "Wald z", "knha": "Hartung-Knapp", "adhoc": "Hartung-Knapp, ad hoc correction"}
 
 #: Effect measures of the engine.
 MEASURES = ("RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN")
@@ -16,7 +21,8 @@ RATIO_MEASURES = ("RR", "OR", "ROM")
 FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df",
           "pi_lower", "pi_upper", "pi_hts_lower", "pi_hts_upper",
           "tau2", "tau2_ci_lower", "tau2_ci_upper", "i2", "i2_ci_lower", "i2_ci_upper",
-          "h2", "h2_ci_lower", "h2_ci_upper", "q", "q_df", "q_pvalue", "converged")
+          "h2", "h2_ci_lower", "h2_ci_upper", "tau2_ci_lower_censored", "tau2_ci_upper_censored",
+          "q", "q_df", "q_pvalue", "converged")
 #: Fields also given back-transformed (``<field>_natural``) for ratio measures and ZCOR.
 NATURAL = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
 

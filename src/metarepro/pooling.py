@@ -13,9 +13,11 @@ from . import _core, io
 from . import _dist as stats
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
-from .names import FIELDS, METHODS, NATURAL, TESTS
+from .names import FIELDS, METHODS, NATURAL, T_TESTS, TESTS
 
 COMMON_EFFECT = ("FE", "MH", "PETO")
+#: Fields that hold flags.
+BOOL_FIELDS = ("tau2_ci_lower_censored", "tau2_ci_upper_censored", "converged")
 
 
 def _natural(measure):
@@ -46,7 +48,9 @@ class PoolResult:
     ZCOR); ``*_natural`` fields hold the back-transformed values (ratios,
     correlations) where the measure has another natural scale. ``i2`` and
     weights are percentages. ``df`` is the t degrees of freedom with
-    ``test="knha"`` and None for z tests.
+    ``test="knha"``/``"adhoc"`` and None for z tests. ``tau2_ci_*_censored`` is True
+    where a Q-profile bound is a search limit rather than a root (the bound lies
+    beyond; see :func:`metarepro._core.q_profile`).
     """
 
     measure: str
@@ -74,6 +78,8 @@ class PoolResult:
     h2: float
     h2_ci_lower: float
     h2_ci_upper: float
+    tau2_ci_lower_censored: bool
+    tau2_ci_upper_censored: bool
     q: float
     q_df: int
     q_pvalue: float
@@ -154,7 +160,8 @@ class PoolTable:
         kw = {k: v for k, v in rec.items() if k in names}
         kw["k"] = int(kw["k"])
         kw["q_df"] = int(kw["q_df"])
-        kw["converged"] = bool(kw["converged"])
+        for flag in BOOL_FIELDS:
+            kw[flag] = bool(kw[flag])
         kw["df"] = None if pd.isna(kw["df"]) else kw["df"]
         sel = lambda lst: [c for c in lst if c.get(self.by) == group]
         return PoolResult(measure=self.measure, method=self.method, test=self.test,
@@ -174,7 +181,7 @@ def _check_options(frame, measure, method, test, level, by):
     if method not in METHODS:
         raise InputError(f"unknown method '{method}' (choose one of {', '.join(METHODS)})", file=file)
     if test not in TESTS:
-        raise InputError(f"unknown test '{test}' (choose z or knha)", file=file)
+        raise InputError(f"unknown test '{test}' (choose one of {', '.join(TESTS)})", file=file)
     if not (0 < float(level) < 100):
         raise InputError(f"level {level} must be between 0 and 100 (percent)", file=file)
     if method in ("MH", "PETO"):
@@ -205,8 +212,10 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     method : {"FE", "MH", "PETO", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB"}
         Common effect (inverse variance, Mantel-Haenszel, Peto) or random effects
         with the named tau² estimator.
-    test : {"z", "knha"}
-        Wald z, or Hartung-Knapp-Sidik-Jonkman with t on k-1 df.
+    test : {"z", "knha", "adhoc"}
+        Wald z; Hartung-Knapp-Sidik-Jonkman with t on k-1 df; or the same with
+        Knapp & Hartung's (2003) ad hoc correction (variance scale factor never
+        below 1, so the interval is never narrower than the z interval).
     by : str, optional
         Column whose values name separate analyses; all are fitted in one
         vectorised pass and a :class:`PoolTable` is returned.
@@ -258,24 +267,13 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     yi, vi = eff.yi, eff.vi
     usable = np.isfinite(yi) & np.isfinite(vi)
     if method in ("MH", "PETO") and eff.counts is None:
-        raise InputError(f"method {method} needs 2x2 counts (events_t,total_t,events_c,total_c)",
-                         file=frame.attrs.get("source", "<data>"))
+        fams = eff.row_family
+        i = next(j for j, f in enumerate(fams) if f != io.BINARY)
+        raise InputError(f"method {method} needs 2x2 counts (events_t,total_t,events_c,total_c) on every "
+                         f"row; study '{labels[i]}' gives {','.join(fams[i])}",
+                         file=frame.attrs.get("source", "<data>"), row=io.row_label(frame, i))
     if method == "PETO":
-        # Peto's study-level effects (shown, and counted for Q's df) come from the
-        # continuity-corrected table; pooling uses the raw counts.
-        from .effects import peto_log_odds_ratio
-        c = eff.counts
-        n0 = (c["ai"] == 0) | (c["bi"] == 0) | (c["ci"] == 0) | (c["di"] == 0)
-        keep = usable
-        hit = np.zeros_like(keep)
-        for corr in eff.corrections:
-            hit[corr["row"]] = True
-        del n0
-        a_, b_, c_, d_ = (c[x] + np.where(hit, add, 0.0) for x in ("ai", "bi", "ci", "di"))
-        yi, vi = peto_log_odds_ratio(a_, b_, c_, d_)
-        yi = np.where(keep, yi, np.nan)
-        vi = np.where(keep, vi, np.nan)
-        usable = np.isfinite(yi)
+        yi, vi, usable = _peto_studies(eff, labels, add)
 
     out, weights, warns = _fit(yi, vi, usable, codes, G, eff, method, test, level, measure)
 
@@ -293,15 +291,16 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
             warnings.warn(m, MetareproWarning, stacklevel=2)
         rec = {name: out[name][0] for name in out}
         return PoolResult(measure=measure, method=method, test=test, level=level,
-                          k=int(rec["k"]), q_df=int(rec["q_df"]), converged=bool(rec["converged"]),
+                          k=int(rec["k"]), q_df=int(rec["q_df"]), **{f: bool(rec[f]) for f in BOOL_FIELDS},
                           df=None if not np.isfinite(rec["df"]) else float(rec["df"]),
                           studies=studies, corrections=eff.corrections, excluded=eff.excluded,
                           warnings=w,
-                          **{n: float(rec[n]) for n in FIELDS if n not in ("k", "q_df", "converged", "df")})
+                          **{n: float(rec[n]) for n in FIELDS if n not in ("k", "q_df", "df", *BOOL_FIELDS)})
     summary = pd.DataFrame({by_name: keys, **{n: out[n] for n in FIELDS}})
     summary["k"] = summary["k"].astype(int)
     summary["q_df"] = summary["q_df"].astype(int)
-    summary["converged"] = summary["converged"].astype(bool)
+    for flag in BOOL_FIELDS:
+        summary[flag] = summary[flag].astype(bool)
     fn = _natural(measure)
     if fn is not None:
         with np.errstate(over="ignore"):
@@ -319,6 +318,41 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     return PoolTable(by=by_name, summary=summary, studies=studies, measure=measure, method=method,
                      test=test, level=level, corrections=eff.corrections, excluded=eff.excluded,
                      warnings=allw)
+
+
+def _peto_studies(eff, labels, add):
+    """Peto's study-level effects ``(O - E)/V``, variance ``1/V`` (shown, and
+    counted for Q's df), from the table with ``eff``'s continuity corrections.
+
+    (O - E)/V needs no correction: a table with a zero cell keeps its effect
+    with ``add=0`` (as metafor's ``rma.peto``); only tables with V = 0 (no
+    events, or only events, in both arms) have none. Rows that compute_effects
+    marked "not estimable" for the odds ratio are taken back when Peto can
+    estimate them; studies dropped by ``drop00`` stay dropped.
+    Returns ``(yi, vi, usable)`` and updates ``eff.excluded`` in place.
+    """
+    from .effects import peto_log_odds_ratio
+
+    c = eff.counts
+    dropped = np.zeros(len(labels), bool)
+    kept = []
+    for e in eff.excluded:
+        if "drop00" in e["reason"]:
+            dropped[e["row"]] = True
+            kept.append(e)
+    hit = np.zeros(len(labels), bool)
+    for corr in eff.corrections:
+        hit[corr["row"]] = True
+    a_, b_, c_, d_ = (c[x] + np.where(hit, add, 0.0) for x in ("ai", "bi", "ci", "di"))
+    yi, vi = peto_log_odds_ratio(a_, b_, c_, d_)
+    yi = np.where(dropped, np.nan, yi)
+    vi = np.where(dropped, np.nan, vi)
+    usable = np.isfinite(yi) & np.isfinite(vi)
+    for i in np.flatnonzero(~dropped & ~usable):
+        kept.append({"row": int(i), "study": labels[i],
+                     "reason": "Peto OR not estimable (V = 0: no events, or only events, in both arms)"})
+    eff.excluded[:] = sorted(kept, key=lambda e: e["row"])
+    return yi, vi, usable
 
 
 def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
@@ -361,7 +395,8 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
                    "statistic": stat, "pvalue": p, "df": nanG, "pi_lower": nanG, "pi_upper": nanG,
                    "pi_hts_lower": nanG, "pi_hts_upper": nanG, "tau2": np.zeros(G),
                    "tau2_ci_lower": nanG, "tau2_ci_upper": nanG, "i2": i2, "i2_ci_lower": nanG, "i2_ci_upper": nanG,
-                   "h2": h2, "h2_ci_lower": nanG, "h2_ci_upper": nanG, "q": q, "q_df": np.maximum(df, 0),
+                   "h2": h2, "h2_ci_lower": nanG, "h2_ci_upper": nanG, "tau2_ci_lower_censored": np.zeros(G, bool),
+                   "tau2_ci_upper_censored": np.zeros(G, bool), "q": q, "q_df": np.maximum(df, 0),
                    "q_pvalue": qp, "converged": np.ones(G, bool)}
         warn(np.isnan(beta), f"{method} estimate does not exist (no events in one arm of every study)")
         return out, weights, warns
@@ -374,7 +409,8 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
     if common:
         nanG = np.full(G, np.nan)
         qp = {"tau2_ci_lower": nanG, "tau2_ci_upper": nanG, "i2_ci_lower": nanG, "i2_ci_upper": nanG,
-                  "h2_ci_lower": nanG, "h2_ci_upper": nanG}
+              "h2_ci_lower": nanG, "h2_ci_upper": nanG, "tau2_ci_lower_censored": np.zeros(G, bool),
+              "tau2_ci_upper_censored": np.zeros(G, bool)}
     else:
         qp = _core.q_profile(seg, y, v, tau2, het["vt"], level)
     pi = _core.prediction_interval(iv["estimate"], iv["se"], tau2, iv["crit"], seg.k, level)
@@ -386,12 +422,12 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
     out["q_df"] = np.maximum(out["q_df"], 0)
     warn(seg.k == 0, "no study could be pooled (all excluded)")
     warn(seg.k == 1, "k = 1: the estimate is that study's; no heterogeneity can be estimated"
-                     + ("; test set to z (as metafor)" if test == "knha" else ""))
+                     + ("; test set to z (as metafor)" if test in T_TESTS else ""))
     if not common:
         warn(seg.k == 2, "k = 2: tau² and the prediction interval are very imprecise")
     warn(fallback, f"{method} Fisher scoring did not converge in {_core.MAXITER} iterations; "
                    "tau² is the root of the score equation found by bracketing")
     warn(~conv & ~fallback, f"{method} root search for tau² did not converge")
-    if common and test == "knha":
+    if common and test in T_TESTS:
         warn(np.ones(G, bool), "the Knapp-Hartung test is meant for random-effects models")
     return out, weights, warns

@@ -176,8 +176,10 @@ def _fmt(x, d=3):
     return f"{x:.{d}f}"
 
 
-def reproduction_markdown(table, tolerance: float = DEFAULT_TOLERANCE) -> str:
-    """The cross-analysis reproduction report (``table``: a DataFrame of reproduction rows)."""
+def reproduction_markdown(table, tolerance: float = DEFAULT_TOLERANCE,
+                          modern: str = "REML + Hartung-Knapp with the ad hoc correction") -> str:
+    """The cross-analysis reproduction report (``table``: a DataFrame of reproduction rows;
+    ``modern``: the modern re-analysis in words)."""
     import pandas as pd
 
     lines = ["# Reproduction of published claims", "",
@@ -185,12 +187,12 @@ def reproduction_markdown(table, tolerance: float = DEFAULT_TOLERANCE) -> str:
              "with the method the paper names. Verdicts: **reproduced** (every printed number matches at the "
              f"printed precision), **close** (within {tolerance:.0%} of the printed CI width, on the log scale "
              "for ratios), **discrepant**, **partial** (trials missing: k of K), **not_reproducible** "
-             "(no per-trial data readable). The modern column re-pools the same trials with REML + "
-             "Hartung-Knapp and gives the 95% prediction interval."), ""]
+             f"(no per-trial data readable). The modern column re-pools the same trials with {modern} "
+             "and gives the 95% prediction interval."), ""]
     for analysis, sub in table.groupby("analysis", sort=False):
         lines += [f"## {analysis}", "", f"Claim: {sub['claim'].iloc[0]}", "",
                   ("| outcome | target | published | re-pooled | k used / published | verdict | "
-                  "REML + HK [prediction] |"), "|---|---|---|---|---|---|---|"]
+                  "modern [prediction] |"), "|---|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():
             pm = "" if pd.isna(r.published_method) else r.published_method
             pub = f"{_fmt(r.published_estimate, 2)} ({_fmt(r.published_ci_lower, 2)}–{_fmt(r.published_ci_upper, 2)})" \

@@ -33,7 +33,7 @@ import pandas as pd
 
 from . import diagnostics as dg
 from . import io
-from .analysis import correction_lines, outcome_frame
+from .analysis import correction_lines, interval_method, outcome_frame
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
 from .metareg import meta_regression, permutation_test
@@ -226,14 +226,14 @@ def _small_study(res, method, level) -> dict:
 # ----------------------------------------------------------------------------- report
 
 
-def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = "knha", level: float = 95,
+def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = "adhoc", level: float = 95,
                permutations: int = 1000, seed: int = 1234) -> Robustness:
     """Robustness report of one outcome (see the module docstring for the sections).
 
     Parameters
     ----------
     method, test :
-        The model every section re-fits (tau² estimator and z or Knapp-Hartung test).
+        The model every section re-fits (tau² estimator and test: z, knha or adhoc).
     permutations, seed :
         Permutations of the meta-regression permutation test (all of them when
         there are fewer distinct ones) and the seed of numpy's generator.
@@ -298,7 +298,7 @@ def _markdown(an: Analysis, rep: dict) -> str:
     ratio = rep["measure"] in io.RATIO_MEASURES
     scale = "ratio scale" if ratio else "the measure's scale"
     L = [f"# Robustness: {an.spec['title']} — {rep['outcome']}", "",
-         (f"Model: {rep['method']} with test {rep['test']}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
+         (f"Model: {interval_method(rep['method'], rep['test'])}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
          f"({rep['level']:g}% CI, {scale})."), ""]
 
     L += ["## Integrity sensitivity", ""]

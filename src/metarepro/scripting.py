@@ -15,6 +15,45 @@ from pathlib import Path
 
 from .errors import InputError
 
+#: Significant digits of every number written to results (JSON and CSV). The last
+#: digits of a float vary with the BLAS build and the order of summation; 12 digits
+#: are far beyond any printed precision and identical on every machine.
+DIGITS = 12
+
+
+def fixed(x):
+    """A float rounded to :data:`DIGITS` significant digits (NaN and inf become None)."""
+    import math
+
+    x = float(x)
+    if not math.isfinite(x):
+        return None
+    return float(format(x, f".{DIGITS}g"))
+
+
+def dumps(obj) -> str:
+    """Deterministic JSON: sorted keys, floats at :data:`DIGITS` significant digits,
+    NaN and inf as null, numpy scalars as Python values."""
+    import json
+
+    def clean(o):
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, bool) or o is None or isinstance(o, str):
+            return o
+        kind = type(o).__name__
+        if kind.startswith("bool"):  # numpy.bool_
+            return bool(o)
+        if isinstance(o, int) or kind.startswith(("int", "uint")):
+            return int(o)
+        if isinstance(o, float) or kind.startswith("float"):
+            return fixed(o)
+        return o
+
+    return json.dumps(clean(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
 
 @contextlib.contextmanager
 def guarded(log_path: str | os.PathLike | None):
@@ -59,7 +98,7 @@ def write_records(path, columns, rows) -> None:
         if v is None:
             return ""
         if isinstance(v, float):
-            return format(v, ".12g")
+            return format(v, f".{DIGITS}g")
         return v
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +109,12 @@ def write_records(path, columns, rows) -> None:
 
 
 def write_csv(frame, path) -> None:
-    """Deterministic CSV: 12 significant digits, Unix line endings."""
+    """Deterministic CSV: 12 significant digits (also for floats in columns of mixed
+    type), Unix line endings."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, float_format="%.12g", lineterminator="\n")
+    mixed = [c for c in frame.columns if frame[c].dtype == object]
+    if mixed:
+        frame = frame.copy()
+        for c in mixed:
+            frame[c] = frame[c].map(lambda v: fixed(v) if isinstance(v, float) else v)
+    frame.to_csv(path, index=False, float_format=f"%.{DIGITS}g", lineterminator="\n")

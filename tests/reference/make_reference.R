@@ -31,7 +31,7 @@ CI_CONTROL <- "list(tol=1e-12, maxiter=1000)"
 
 RE_METHODS <- c("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 IV_METHODS <- c("FE", RE_METHODS)
-TESTS <- c("z", "knha")
+TESTS <- c("z", "knha", "adhoc")
 
 # ---------------------------------------------------------------------------
 # datasets, in metarepro's columns
@@ -84,6 +84,11 @@ add_ds("nielweise2007", with(dat.nielweise2007, binary_frame(paste0(author, " ",
 yus <- dat.yusuf1985[dat.yusuf1985$table == "9" & !is.na(dat.yusuf1985$ai), ]
 add_ds("yusuf1985_t9", with(yus, binary_frame(paste0(id, " ", trial), ai, n1i, ci, n2i)),
        "binary", "metadat::dat.yusuf1985, table 9, rows with counts (6 double-zero, 5 single-zero trials)")
+
+# Two trials from issue 11 (item 3): a single-zero table (1/38 vs 0/33) and 5/40 vs 9/41; metafor's
+# rma.peto(add=0) keeps the first (Peto's (O - E)/V needs no correction).
+add_ds("peto_zero", binary_frame(c("Trial A", "Trial B"), c(1, 5), c(38, 40), c(0, 9), c(33, 41)),
+       "binary", "two hand-made tables (issue 11): 1/38 vs 0/33 and 5/40 vs 9/41")
 
 add_ds("normand1999", with(dat.normand1999, continuous_frame(source, m1i, sd1i, n1i, m2i, sd2i, n2i)),
        "continuous", "metadat::dat.normand1999")
@@ -232,7 +237,7 @@ run_case <- function(dsname, measure, method, test, opts, tag = NULL, rma_contro
     fit$ci_upper <- num(x$ci.ub)
     fit$statistic <- num(x$zval)
     fit$pvalue <- num(x$pval)
-    fit$df <- if (test == "knha") num(x$ddf) else NA_real_
+    fit$df <- if (test %in% c("knha", "adhoc")) num(x$ddf) else NA_real_
     pr <- capture("predict(fit)", env)
     warns <- c(warns, pr$warnings)
     if (!inherits(pr$value, "captured_error")) {
@@ -277,7 +282,10 @@ run_case <- function(dsname, measure, method, test, opts, tag = NULL, rma_contro
           case$tau2_ci_uncapped <- list(
             call = "confint(fit, control=list(tol=1e-12, maxiter=1000, tau2.max=1e8))",
             tau2_ci_lower = num(rw["tau^2", "ci.lb"]), tau2_ci_upper = num(rw["tau^2", "ci.ub"]),
-            i2_ci_lower = num(rw["I^2(%)", "ci.lb"]), i2_ci_upper = num(rw["I^2(%)", "ci.ub"]))
+            i2_ci_lower = num(rw["I^2(%)", "ci.lb"]), i2_ci_upper = num(rw["I^2(%)", "ci.ub"]),
+            h2_ci_lower = num(rw["H^2", "ci.lb"]), h2_ci_upper = num(rw["H^2", "ci.ub"]),
+            lb_sign = if (is.null(cw$value$lb.sign)) "" else cw$value$lb.sign,
+            ub_sign = if (is.null(cw$value$ub.sign)) "" else cw$value$ub.sign)
         }
       }
     }
@@ -326,6 +334,13 @@ for (dsname in ZERO_SETS) for (tag in names(MH_OPTION_SETS)) {
   run_case(dsname, "OR", "PETO", "z", opts, tag)
 }
 
+# Peto and MH without continuity correction (add = 0): the study-level effects of a single-zero table
+for (dsname in c("peto_zero", "nielweise2007")) {
+  opts <- list(add = 0, to = "only0", drop00 = TRUE)
+  run_case(dsname, "OR", "PETO", "z", opts, "add0")
+  run_case(dsname, "OR", "MH", "z", opts, "add0")
+}
+
 # metafor's PM search stops at tau2.max = max(100, 10*mad(yi)^2); for MD on curtis1998 the root
 # lies above it (error recorded above). The same fit with a larger bracket:
 for (test in TESTS)
@@ -350,9 +365,9 @@ out <- list(
     scale = "model scale: log for RR/OR/ROM, Fisher z for ZCOR, as is for RD/MD/SMD/GEN",
     weights = "weights(fit) in percent, per study in file order; null for studies not in the model",
     escalc = "per-study yi/vi in file order; null where metafor gives NA (e.g. drop00=TRUE double-zero studies)",
-    pi = "pi_lower/pi_upper from predict(fit) (z, or t(k-1) with knha; equals the CI for FE/MH/PETO)",
+    pi = "pi_lower/pi_upper from predict(fit) (z, or t(k-1) with knha/adhoc; equals the CI for FE/MH/PETO)",
     pi_hts = "pi_hts_lower/upper computed by hand in R (metafor has no such option): estimate -/+ qt(.975, k-2) * sqrt(tau2 + se^2), for random-effects methods with k > 2 only (null otherwise, like predict()'s PI for common-effect models); se is the model's se (knha-scaled under test='knha')",
-    confint = "tau2/i2/h2 CI from confint(fit) Q-profile, random-effects methods only (null for FE/MH/PETO)",
+    confint = "tau2/i2/h2 CI from confint(fit) Q-profile, random-effects methods only (null for FE/MH/PETO); where a bound carries the sign '>' (metafor's search limit tau2.max = max(100, 10*tau2), not a root), tau2_ci_uncapped holds confint(fit) with tau2.max = 1e8",
     q_df = "k - 1 for rma(); k.yi - 1 for rma.mh/rma.peto (k.yi = studies with non-missing yi)",
     null = "null = NA/NaN/Inf in metafor or not applicable",
     error = "case$error holds metafor's error message when the fit failed (fit fields then null, converged false); case$warning holds warnings"),

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+import metarepro
 from metarepro.plan import discover, moderators, outcomes_with_data
 
 
@@ -18,9 +19,22 @@ CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
 FORMATS = ("png", "svg", "pdf")
 
 
+def engine_sources():
+    """The engine's source files (src/metarepro): every job depends on them, so that
+    editing the engine re-runs what it computes instead of leaving stale results."""
+    local = Path(workflow.basedir) / "src" / "metarepro"
+    root = local if local.is_dir() else Path(metarepro.__file__).parent
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and "__pycache__" not in p.parts)
+    base = Path(workflow.basedir)
+    return [str(p.relative_to(base)) if p.is_relative_to(base) else str(p) for p in files]
+
+
+ENGINE = engine_sources()
+
+
 def analysis_inputs(analysis):
-    """The YAML, and the CSV when per-trial data exist."""
-    files = {"spec": str(EXTRACTED / f"{analysis}.yaml")}
+    """The YAML, the CSV when per-trial data exist, and the engine's sources."""
+    files = {"spec": str(EXTRACTED / f"{analysis}.yaml"), "engine": ENGINE}
     csv = EXTRACTED / f"{analysis}.csv"
     if csv.exists():
         files["table"] = str(csv)

@@ -1,6 +1,7 @@
 rule reproduction:
     input:
-        per_analysis_reproduction,
+        tables=per_analysis_reproduction,
+        engine=ENGINE,
     output:
         csv=report(
             "results/reproduction.csv",
@@ -10,6 +11,7 @@ rule reproduction:
         md="results/reproduction.md",
     params:
         tolerance=config["tolerance"],
+        modern=config["modern"],
     conda:
         "../envs/metarepro.yaml"
     log:

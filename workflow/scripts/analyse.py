@@ -30,7 +30,6 @@ def with_data():
 
     from metarepro.analysis import (
         REPRODUCTION_COLUMNS,
-        dumps,
         figure_inputs,
         forensics_table,
         heterogeneity,
@@ -39,7 +38,7 @@ def with_data():
     )
     from metarepro.extracted import load_analysis
     from metarepro.robustness import robustness
-    from metarepro.scripting import guarded, write_csv, write_text
+    from metarepro.scripting import dumps, guarded, write_csv, write_text
 
     if p.outcomes:  # matplotlib is imported only by analyses that draw
         from metarepro import figures
