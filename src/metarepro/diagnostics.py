@@ -160,8 +160,8 @@ def _resolve(
 
 
 def _iv(method: str) -> str:
-    """The inverse-variance model for regression-type diagnostics (MH/Peto → FE)."""
-    return "FE" if method in ("MH", "PETO") else method
+    """The inverse-variance model for regression-type diagnostics (MH/Peto → FE, MH-DL → DL)."""
+    return {"MH": "FE", "PETO": "FE", "MH-DL": "DL"}.get(method, method)
 
 
 def _pool_gen(y, v, labels, method, test, level, measure="GEN", by=None):
