@@ -488,3 +488,88 @@ def test_smd_differs_from_metafor_on_both_sides():
     assert np.allclose(rm.studies.yi, g, rtol=1e-13)
     assert np.allclose(rm.studies.vi, n / (n1 * n2) + g**2 / (2 * (n - 3.94)), rtol=1e-13)
     assert not np.allclose(rm.studies.vi, mf.studies.vi, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# method forensics identifies RevMan's M-H, Random
+# --------------------------------------------------------------------------
+
+def test_forensics_identifies_mh_dl_from_hand_computed_result():
+    from metarepro.diagnostics import method_forensics
+
+    frame = pd.DataFrame({"study": list("abcd"), "events_t": [0, 30, 12, 5], "total_t": [40, 60, 45, 30],
+                          "events_c": [6, 20, 30, 4], "total_c": [40, 60, 45, 30]})
+    # RevMan's M-H, Random by hand: study a gets 0.5 in every cell
+    a = np.array([0.5, 30, 12, 5])
+    n1 = np.array([41.0, 60, 45, 30])
+    c = np.array([6.5, 20, 30, 4])
+    n2 = np.array([41.0, 60, 45, 30])
+    n = n1 + n2
+    mh = math.log((a * n2 / n).sum() / (c * n1 / n).sum())
+    y = np.log(a / n1) - np.log(c / n2)
+    v = 1 / a - 1 / n1 + 1 / c - 1 / n2
+    w = 1 / v
+    q = (w * (y - mh) ** 2).sum()
+    tau2 = max(0.0, (q - 3) / (w.sum() - (w**2).sum() / w.sum()))
+    ws = 1 / (v + tau2)
+    mu, se = (ws * y).sum() / ws.sum(), 1 / math.sqrt(ws.sum())
+    printed = [round(math.exp(x), 2) for x in (mu, mu - Z95 * se, mu + Z95 * se)]
+    out = method_forensics(frame, "RR", *printed, decimals=2)
+    both = out[out.matches_estimate & out.matches_ci]
+    assert set(both.method) == {"MH-DL"}
+    assert ("MH-DL", "z", "revman5") in set(zip(both.method, both.test, both.convention))
+    assert {"metafor", "revman5"} <= set(out.convention)
+
+
+# --------------------------------------------------------------------------
+# YAML: convention at analysis level and per target
+# --------------------------------------------------------------------------
+
+def test_yaml_convention_and_mh_random_target(tmp_path):
+    from metarepro.analysis import forensics_table, pooled_table, reproduction_rows
+    from metarepro.extracted import load_analysis
+    from metarepro.reproduce import published_method
+
+    assert published_method({"method": "MH", "model": "random effects"})[0] == "MH-DL"
+    assert published_method({"method": "MH", "model": "fixed effect"})[0] == "MH"
+    # MH3 under RevMan 5, M-H, Random: by hand in test_mh_dl_by_hand_three_tables; here the
+    # printed numbers are that hand calculation rounded to 2 decimals
+    a = np.array([0.5, 4, 9])
+    b = np.array([25.5, 36, 51])
+    c = np.array([4.5, 8, 15])
+    d = np.array([21.5, 34, 43])
+    mh = math.log(_mh_or(a, b, c, d))
+    y, v = np.log(a * d / (b * c)), 1 / a + 1 / b + 1 / c + 1 / d
+    w = 1 / v
+    tau2 = max(0.0, ((w * (y - mh) ** 2).sum() - 2) / (w.sum() - (w**2).sum() / w.sum()))
+    ws = 1 / (v + tau2)
+    mu, se = (ws * y).sum() / ws.sum(), 1 / math.sqrt(ws.sum())
+    est, lo, hi = (round(math.exp(x), 2) for x in (mu, mu - Z95 * se, mu + Z95 * se))
+    (tmp_path / "r.yaml").write_text(f"""analysis: r
+title: R
+claim: a claim
+measure: OR
+convention: revman5
+outcomes: [{{name: death}}]
+targets:
+  - {{outcome: death, label: T, estimate: {est}, ci_lower: {lo}, ci_upper: {hi}, model: random effects,
+     method: MH, source: 10.1000/x, source_location: analysis 1.1, quote: "{est} [{lo}, {hi}]"}}
+  - {{outcome: death, label: M, estimate: {est}, ci_lower: {lo}, ci_upper: {hi}, model: random effects,
+     method: MH, convention: metafor, source: 10.1000/x, source_location: analysis 1.1, quote: "x"}}
+trials: [{{study: A, status: present}}, {{study: B, status: present}}, {{study: C, status: present}}]
+""")
+    head = "study,outcome,events_t,total_t,events_c,total_c,source,source_url,source_location,quote,derived\n"
+    body = "".join(f"{r.study},death,{r.events_t},{r.total_t},{r.events_c},{r.total_c},10.1000/y,"
+                   f"https://example.org,table 1,\"{r.events_t}/{r.total_t} vs {r.events_c}/{r.total_c}\",\n"
+                   for r in MH3.itertuples())
+    (tmp_path / "r.csv").write_text(head + body)
+    an = load_analysis(tmp_path / "r.csv", tmp_path / "r.yaml")
+    rows = {r["target"]: r for r in reproduction_rows(an)}
+    assert rows["T"]["method"] == "MH-DL (z, revman5)"
+    assert rows["T"]["reproduced_estimate"] == pytest.approx(math.exp(mu), rel=1e-12)
+    assert rows["T"]["verdict"] == "reproduced"
+    assert rows["M"]["method"] == "MH-DL (z)"
+    pooled = pooled_table(an)
+    assert set(pooled["convention"]) == {"revman5"} and "MH-DL" in set(pooled["method"])
+    fx = forensics_table(an)
+    assert {"metafor", "revman5"} <= set(fx["convention"])

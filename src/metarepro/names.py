@@ -32,9 +32,9 @@ FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", 
 NATURAL = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
 
 #: Columns of results/<analysis>/pooled.csv.
-POOLED_COLUMNS = ("analysis", "outcome", "measure", "method", "test", *FIELDS, *(f"{n}_natural" for n in NATURAL))
+POOLED_COLUMNS = ("analysis", "outcome", "measure", "method", "test", "convention", *FIELDS, *(f"{n}_natural" for n in NATURAL))
 #: Columns of results/<analysis>/forensics.csv.
-FORENSICS_COLUMNS = ("analysis", "target", "outcome", "method", "test", "zero_cells", "add", "to", "drop00", "k",
+FORENSICS_COLUMNS = ("analysis", "target", "outcome", "method", "test", "convention", "zero_cells", "add", "to", "drop00", "k",
                      "estimate", "ci_lower", "ci_upper", "tau2", "i2", "matches_estimate", "matches_ci",
                      "max_abs_diff")
 #: Columns of results/reproduction.csv (and of each analysis's reproduction.csv).
