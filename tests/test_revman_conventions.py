@@ -573,3 +573,51 @@ trials: [{{study: A, status: present}}, {{study: B, status: present}}, {{study: 
     assert set(pooled["convention"]) == {"revman5"} and "MH-DL" in set(pooled["method"])
     fx = forensics_table(an)
     assert {"metafor", "revman5"} <= set(fx["convention"])
+
+
+# --------------------------------------------------------------------------
+# subgroups: tau² per subgroup, weights of the total or of the subgroup
+# --------------------------------------------------------------------------
+
+def test_pool_subgroups_weights_and_test_for_differences_by_hand():
+    from metarepro.pooling import pool_subgroups
+
+    y = np.array([0.1, 0.3, -0.2, 0.5, 0.6])
+    v = np.array([0.04, 0.09, 0.05, 0.02, 0.08])
+    sg = np.array(["x", "x", "x", "y", "y"])
+    frame = pd.DataFrame({"study": list("abcde"), "yi": y, "vi": v, "sg": sg})
+    res = pool_subgroups(frame, "GEN", "sg", method="FE")
+    w = 1 / v
+    assert res.studies.weight_total.to_numpy() == pytest.approx(100 * w / w.sum(), rel=1e-13)
+    wx, wy = w[:3], w[3:]
+    assert res.studies.weight_subgroup.to_numpy() == pytest.approx(
+        np.r_[100 * wx / wx.sum(), 100 * wy / wy.sum()], rel=1e-13)
+    mx, my = (wx * y[:3]).sum() / wx.sum(), (wy * y[3:]).sum() / wy.sum()
+    assert res.subgroups.summary.set_index("sg").estimate.to_dict() == pytest.approx({"x": mx, "y": my})
+    # Q between: subgroup estimates with weights 1/se² = sum of their study weights
+    m = (wx.sum() * mx + wy.sum() * my) / (wx.sum() + wy.sum())
+    qb = wx.sum() * (mx - m) ** 2 + wy.sum() * (my - m) ** 2
+    d = res.differences.iloc[0]
+    assert d.q_between == pytest.approx(qb, rel=1e-12) and d.q_between_df == 1
+    assert d.q_between_pvalue == pytest.approx(stats.chi2.sf(qb, 1), rel=1e-10)
+    assert d.i2_between == pytest.approx(max(0, 100 * (qb - 1) / qb), rel=1e-10)
+    assert res.totals.summary.estimate[0] == pytest.approx((w * y).sum() / w.sum(), rel=1e-13)
+
+
+def test_pool_subgroups_vectorised_over_analyses_and_per_subgroup_tau2():
+    from metarepro.pooling import pool_subgroups
+
+    f = _ref_data("bcg").assign(sg=["a", "b"] * 6 + ["a"])
+    two = pd.concat([f.assign(outcome="o1"), f.assign(outcome="o2", events_t=f.events_t + 1)],
+                    ignore_index=True)
+    res = pool_subgroups(two, "RR", "sg", by="outcome", method="MH-DL", convention="revman5")
+    one = pool_subgroups(f, "RR", "sg", method="MH-DL", convention="revman5")
+    s1 = res.subgroups.summary[res.subgroups.summary.outcome == "o1"].reset_index(drop=True)
+    assert s1.tau2.to_numpy() == pytest.approx(one.subgroups.summary.tau2.to_numpy(), rel=1e-12)
+    # each subgroup has its own tau², as a separate pool of its studies
+    only_a = metarepro.pool(f[f.sg == "a"], measure="RR", method="MH-DL", convention="revman5")
+    assert one.subgroups.summary.set_index("sg").tau2["a"] == pytest.approx(only_a.tau2, rel=1e-12)
+    st = res.studies
+    assert st.groupby("outcome").weight_total.sum().to_numpy() == pytest.approx([100, 100])
+    assert st.groupby(["outcome", "sg"]).weight_subgroup.sum().to_numpy() == pytest.approx([100] * 4)
+    assert list(res.differences.outcome) == ["o1", "o2"]

@@ -519,3 +519,115 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure, mh_cells=N
     if common and test in T_TESTS:
         warn(np.ones(G, bool), "the Knapp-Hartung test is meant for random-effects models")
     return out, weights, warns
+
+
+@dataclass(frozen=True)
+class SubgroupTable:
+    """Subgroups of many analyses pooled as RevMan 5 reports them (:func:`pool_subgroups`).
+
+    Attributes
+    ----------
+    totals : PoolTable
+        One pooled analysis per ``by`` value over all its subgroups (its own tau²);
+        the group key is the ``by`` value (``None`` without ``by``).
+    subgroups : PoolTable
+        One pooled analysis per ``by`` × subgroup (each with its own tau²); its
+        summary has the columns ``by`` (when given) and the subgroup column.
+    studies : DataFrame
+        One row per study: ``by`` (when given), the subgroup, ``study, yi, vi,
+        ci_lower, ci_upper``, ``weight_total`` (percent of the analysis's
+        total) and ``weight_subgroup`` (percent of its subgroup's total).
+    differences : DataFrame
+        Per analysis, the test for subgroup differences: ``q_between``,
+        ``q_between_df``, ``q_between_pvalue``, ``i2_between``.
+    """
+
+    by: str | None
+    subgroup: str
+    totals: PoolTable
+    subgroups: PoolTable
+    studies: pd.DataFrame
+    differences: pd.DataFrame
+
+
+def pool_subgroups(frame: pd.DataFrame, measure: str, subgroup: str, *, by: str | None = None,
+                   **pool_kw) -> SubgroupTable:
+    """Pool every subgroup and every analysis's total, with both kinds of study weight.
+
+    RevMan 5 pools each subgroup on its own (its own tau², never a common
+    one: R meta's ``settings.meta("RevMan5")`` sets ``tau.common = FALSE``) and
+    the overall total from all studies of the analysis (its own tau²). It
+    stores a study's weight as a percent of the overall total when the
+    analysis shows one, and of its subgroup's total when it shows subgroup
+    totals only; both are returned, so a stored WEIGHT can be compared with
+    the one that applies. The test for subgroup differences is Cochran's Q of
+    the subgroup estimates with weights ``1/se²`` on (number of subgroups - 1)
+    df, and its I² (Deeks & Higgins 2010; Borenstein et al. 2009, chapter 19).
+
+    Two vectorised :func:`pool` calls in all (totals, subgroups), whatever the
+    number of analyses.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The studies of all analyses, one row per study.
+    subgroup : str
+        Column naming each study's subgroup.
+    by : str, optional
+        Column naming the analysis (e.g. comparison and outcome); study labels
+        must be unique within it.
+    **pool_kw
+        Passed to :func:`pool` (method, test, level, convention, ...).
+
+    Returns
+    -------
+    SubgroupTable
+    """
+    file = frame.attrs.get("source", "<data>")
+    for col in (subgroup,) + ((by,) if by else ()):
+        if col not in frame.columns:
+            raise InputError(f"missing column '{col}'", file=file)
+    work = frame.reset_index(drop=True)
+    attrs = dict(frame.attrs)
+    key = "_analysis" if by is None else by
+    if by is None:
+        work = work.assign(_analysis=0)
+    sub_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([work[key], work[subgroup]]), sort=False)
+    work = work.assign(_subgroup_key=sub_codes)
+    work.attrs.update(attrs)
+    totals = pool(work, measure, by=key, **pool_kw)
+    subs = pool(work, measure, by="_subgroup_key", **pool_kw)
+    first = work.drop_duplicates("_subgroup_key").set_index("_subgroup_key")
+    summ = subs.summary.copy()
+    summ.insert(0, subgroup, first.loc[summ["_subgroup_key"], subgroup].to_numpy())
+    if by is not None:
+        summ.insert(0, by, first.loc[summ["_subgroup_key"], by].to_numpy())
+    studies = pd.DataFrame({subgroup: work[subgroup].to_numpy()})
+    if by is not None:
+        studies.insert(0, by, work[by].to_numpy())
+    studies = pd.concat([studies, totals.studies.drop(columns=[key]).reset_index(drop=True)], axis=1)
+    studies = studies.rename(columns={"weight": "weight_total"})
+    studies["weight_subgroup"] = subs.studies["weight"].to_numpy()
+    # test for subgroup differences, per analysis (vectorised over analyses)
+    codes, keys = pd.factorize(first.loc[summ["_subgroup_key"], key].to_numpy(), sort=False)
+    est, se = summ["estimate"].to_numpy(float), summ["se"].to_numpy(float)
+    ok = np.isfinite(est) & np.isfinite(se) & (se > 0)
+    seg = _core.Segments(codes[ok], len(keys))
+    w = 1 / se[ok] ** 2
+    mu = seg.sum(w * est[ok]) / seg.sum(w)
+    qb = seg.sum(w * (est[ok] - mu[seg.g]) ** 2)
+    dfb = seg.k - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(dfb > 0, stats.chi2.sf(qb, np.maximum(dfb, 1)), np.nan)
+        i2 = np.where(qb > 0, np.maximum(0.0, 100 * (qb - dfb) / qb), 0.0)
+    diff = pd.DataFrame({key: keys, "q_between": np.where(dfb > 0, qb, np.nan),
+                         "q_between_df": np.maximum(dfb, 0).astype(int), "q_between_pvalue": p,
+                         "i2_between": np.where(dfb > 0, i2, np.nan)})
+    subs = PoolTable(by="_subgroup_key", summary=summ, studies=subs.studies, measure=subs.measure,
+                     method=subs.method, test=subs.test, level=subs.level, corrections=subs.corrections,
+                     excluded=subs.excluded, warnings=subs.warnings, convention=subs.convention,
+                     study_level=subs.study_level)
+    if by is None:
+        diff = diff.drop(columns=[key])
+    return SubgroupTable(by=by, subgroup=subgroup, totals=totals, subgroups=subs, studies=studies,
+                         differences=diff)
