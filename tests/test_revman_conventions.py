@@ -621,3 +621,36 @@ def test_pool_subgroups_vectorised_over_analyses_and_per_subgroup_tau2():
     assert st.groupby("outcome").weight_total.sum().to_numpy() == pytest.approx([100, 100])
     assert st.groupby(["outcome", "sg"]).weight_subgroup.sum().to_numpy() == pytest.approx([100] * 4)
     assert list(res.differences.outcome) == ["o1", "o2"]
+
+
+# --------------------------------------------------------------------------
+# MH-DL under metafor's convention against metafor's pieces (tests/reference/make_mhdl.R)
+# --------------------------------------------------------------------------
+
+MHDL = __import__("json").loads((REF_DIR / "metafor_mhdl.json").read_text())
+
+
+def test_mhdl_reference_is_complete():
+    assert MHDL["metafor_version"].startswith("3.8")
+    ids = {c["id"] for c in MHDL["cases"]}
+    assert len(ids) == 6 * 3 * 2  # 6 datasets (4 with zero cells) x RR/OR/RD x z/knha
+
+
+@pytest.mark.parametrize("case", MHDL["cases"], ids=[c["id"] for c in MHDL["cases"]])
+def test_mh_dl_metafor_convention_against_metafor(case):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = metarepro.pool(_ref_data(case["dataset"]), measure=case["measure"], method="MH-DL",
+                             test=case["test"])
+    fit = case["fit"]
+    # closed forms: rounding only (as CLOSED in tests/test_reference_metafor.py)
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    for field in ("k", "q", "q_df", "tau2", "estimate", "se", "ci_lower", "ci_upper", "pvalue",
+                  "pi_lower", "pi_upper"):
+        assert np.isclose(getattr(res, field), fit[field], **tol), (field, getattr(res, field), fit[field])
+    want = np.array([np.nan if x is None else x for x in fit["weights"]], float)
+    assert np.allclose(res.studies.weight.to_numpy(), want, equal_nan=True, **tol)
+    yi = np.array([np.nan if x is None else x for x in case["escalc"]["yi"]], float)
+    assert np.allclose(res.studies.yi.to_numpy(), yi, equal_nan=True, **tol)
