@@ -633,7 +633,7 @@ MHDL = __import__("json").loads((REF_DIR / "metafor_mhdl.json").read_text())
 def test_mhdl_reference_is_complete():
     assert MHDL["metafor_version"].startswith("3.8")
     ids = {c["id"] for c in MHDL["cases"]}
-    assert len(ids) == 6 * 3 * 2  # 6 datasets (4 with zero cells) x RR/OR/RD x z/knha
+    assert len(ids) == 6 * 3 * 3  # 6 datasets (4 with zero cells) x RR/OR/RD x z/knha/adhoc
 
 
 @pytest.mark.parametrize("case", MHDL["cases"], ids=[c["id"] for c in MHDL["cases"]])

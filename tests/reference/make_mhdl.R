@@ -25,7 +25,7 @@ cases <- list()
 for (ds in DATASETS) {
   d <- read.csv(file.path(data_dir, paste0(ds, ".csv")), stringsAsFactors = FALSE)
   for (measure in c("RR", "OR", "RD")) {
-    for (test in c("z", "knha")) {
+    for (test in c("z", "knha", "adhoc")) {
       call <- sprintf(paste0(
         "es <- escalc(measure=\"%1$s\", ai=events_t, n1i=total_t, ci=events_c, n2i=total_c, data=d, %2$s); ",
         "mh <- rma.mh(measure=\"%1$s\", ai=events_t, n1i=total_t, ci=events_c, n2i=total_c, data=d, %2$s); ",
