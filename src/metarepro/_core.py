@@ -518,19 +518,33 @@ def prediction_interval(est, se, tau2, crit, k, level):
 # Mantel-Haenszel and Peto (from the uncorrected 2x2 counts)
 # --------------------------------------------------------------------------
 
-def mantel_haenszel(seg, ai, bi, ci, di, measure):
+def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=None):
     """Mantel-Haenszel pooled log RR, log OR or RD with its standard error.
 
     OR: Mantel & Haenszel (1959, JNCI 22:719), variance of Robins, Breslow &
     Greenland (1986, Biometrics 42:311). RR: Greenland & Robins (1985,
     Biometrics 41:55). RD: variance of Sato, Greenland & Robins (1989,
-    Biometrics 45:1323). Counts are used without continuity correction, as
-    metafor's ``rma.mh`` (its ``add[2] = 0``). NaN where the estimate does not
-    exist (e.g. no events in one arm of every study). Returns ``(beta, se,
-    weights)`` with study weights in percent as metafor's ``weights()``.
+    Biometrics 45:1323) as metafor's ``rma.mh`` (``rd_variance="sato"``), or of
+    Greenland & Robins (1985) as RevMan 5 (``rd_variance="greenland-robins"``:
+    ``sum (a b n2³ + c d n1³)/(n1 n2 N²) / (sum n1 n2/N)²``; Deeks & Higgins
+    2010; R meta's ``metabin``).
+
+    The cells are used as given: metafor's ``rma.mh`` passes the uncorrected
+    counts (its ``add[2] = 0``); RevMan 5 passes the table with 0.5 added to
+    every cell of a zero-cell study and zeros for the studies it does not
+    estimate (:func:`metarepro.pooling.pool` builds both). ``rd_yi``, if given,
+    are the per-study risk differences averaged with the MH weights
+    ``n1 n2 / N`` instead of those of the cells: RevMan 5 averages the risk
+    differences of the raw counts with the weights of the corrected table (R
+    meta's ``metabin``, ``MH.exact = FALSE``).
+
+    NaN where the estimate does not exist (e.g. no events in one arm of every
+    study). Returns ``(beta, se, weights)`` with study weights in percent as
+    metafor's ``weights()``.
     """
     n1, n2 = ai + bi, ci + di
     n = n1 + n2
+    n = np.where(n > 0, n, 1.0)  # a study left out with all cells 0 then adds 0 to every sum
     S = seg.sum
     with np.errstate(invalid="ignore", divide="ignore"):
         if measure == "OR":
@@ -548,16 +562,43 @@ def mantel_haenszel(seg, ai, bi, ci, di, measure):
             bad = (S(ai) == 0) | (S(ci) == 0)
             w = ci * n1 / n
         else:  # RD
-            L = S(n1 * n2 / n)
-            beta = S(ai * n2 / n - ci * n1 / n) / L
-            var = (beta * S(ci * (n1 / n) ** 2 - ai * (n2 / n) ** 2 + (n1 / n) * (n2 / n) * (n2 - n1) / 2)
-                   + S(ai * (n2 - ci) / n + ci * (n1 - ai) / n) / 2) / L**2
-            bad = np.zeros(seg.G, bool)
             w = n1 * n2 / n
+            L = S(w)
+            if rd_yi is None:
+                beta = S(ai * n2 / n - ci * n1 / n) / L
+            else:
+                beta = S(np.where(w > 0, w * rd_yi, 0.0)) / L
+            if rd_variance == "greenland-robins":
+                var = S(np.where(w > 0, (ai * bi * n2**3 + ci * di * n1**3) / (n1 * n2 * n**2), 0.0)) / L**2
+            else:
+                var = (beta * S(ci * (n1 / n) ** 2 - ai * (n2 / n) ** 2 + (n1 / n) * (n2 / n) * (n2 - n1) / 2)
+                       + S(ai * (n2 - ci) / n + ci * (n1 - ai) / n) / 2) / L**2
+            bad = np.zeros(seg.G, bool)
         beta = np.where(bad, np.nan, beta)
         se = np.where(bad, np.nan, np.sqrt(var))
         weights = 100 * w / S(w)[seg.g]
     return beta, se, weights
+
+
+def tau2_dl_about(seg, yi, vi, mu):
+    """DerSimonian-Laird tau² from Cochran's Q about a given estimate ``mu``.
+
+    ``Q = sum w (y - mu)²`` with ``w = 1/v``, then
+    ``tau² = max(0, (Q - (k-1)) / (sum w - sum w²/sum w))`` (0 when k = 1).
+    With ``mu`` the Mantel-Haenszel estimate this is RevMan 5's "M-H, Random"
+    (Deeks & Higgins 2010, Statistical algorithms in Review Manager 5; R
+    meta's ``hetcalc`` with ``TE.tau``, "Mantel-Haenszel estimator to calculate
+    Q and tau (like RevMan 5)", ``Q.Cochrane = TRUE``). Returns ``(tau2, q)``.
+    """
+    w = 1.0 / vi
+    sw = seg.sum(w)
+    with np.errstate(invalid="ignore"):
+        q = seg.sum(w * (yi - mu[seg.g]) ** 2)
+    tr_p = sw - seg.sum(w * w) / sw
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (q - (seg.k - 1)) / tr_p
+    t = np.where(seg.k > 1, np.maximum(0.0, np.nan_to_num(t, nan=0.0)), 0.0)
+    return t, np.where(seg.k > 1, np.maximum(0.0, q), 0.0)
 
 
 def peto(seg, ai, bi, ci, di):

@@ -23,6 +23,7 @@ from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
     judge,
     published_method,
     reproduction_markdown,
+    target_convention,
     target_measure,
     target_record,
     unpooled_verdict,
@@ -105,13 +106,14 @@ def _shared_controls(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def applicable_methods(frame: pd.DataFrame, measure: str) -> list[str]:
-    """FE and every tau² estimator, plus MH/Peto where 2x2 counts allow them."""
+    """FE and every tau² estimator, plus MH/Peto and MH-DL where 2x2 counts allow them."""
     methods = ["FE"]
-    if io.counts_on_every_row(frame, measure):
+    binary = io.counts_on_every_row(frame, measure)
+    if binary:
         methods.append("MH")
         if measure == "OR":
             methods.append("PETO")
-    return methods + list(RE_METHODS)
+    return methods + list(RE_METHODS) + (["MH-DL"] if binary else [])
 
 
 def _quiet_pool(frame, **kw) -> PoolResult:
@@ -121,8 +123,10 @@ def _quiet_pool(frame, **kw) -> PoolResult:
 
 
 def pooled_table(an: Analysis, tests=TESTS, level: float = 95) -> pd.DataFrame:
-    """One row per outcome × method × test with the engine's fields."""
+    """One row per outcome × method × test with the engine's fields, under the
+    analysis's computing convention (YAML ``convention``, default metafor's)."""
     recs = []
+    conv = an.spec.get("convention") or "metafor"
     for outcome in an.outcomes():
         frame = outcome_frame(an, outcome)
         if frame.empty:
@@ -132,10 +136,11 @@ def pooled_table(an: Analysis, tests=TESTS, level: float = 95) -> pd.DataFrame:
             for test in tests:
                 if method in ("MH", "PETO") and test != "z":
                     continue
-                res = _quiet_pool(frame, measure=measure, method=method, test=test, level=level)
+                res = _quiet_pool(frame, measure=measure, method=method, test=test, level=level,
+                                  convention=conv)
                 d = res.to_dict()
                 rec = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method,
-                       "test": test}
+                       "test": test, "convention": res.convention}
                 rec.update({k: d[k] for k in FIELDS})
                 rec.update(res.natural())
                 recs.append(rec)
@@ -181,11 +186,12 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
     """
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
-    main = _quiet_pool(frame, measure=measure, method=method, test=test, level=level)
+    conv = an.spec.get("convention") or "metafor"
+    main = _quiet_pool(frame, measure=measure, method=method, test=test, level=level, convention=conv)
     rows = []
     for m in ("FE",) + RE_METHODS:
         for t in TESTS:
-            r = _quiet_pool(frame, measure=measure, method=m, test=t, level=level)
+            r = _quiet_pool(frame, measure=measure, method=m, test=t, level=level, convention=conv)
             rows.append({"method": m, "test": t, "tau2": r.tau2, "tau2_ci_lower": r.tau2_ci_lower,
                          "tau2_ci_upper": r.tau2_ci_upper, "tau2_ci_lower_censored": r.tau2_ci_lower_censored,
                          "tau2_ci_upper_censored": r.tau2_ci_upper_censored, "i2": r.i2, "estimate": r.estimate,
@@ -291,20 +297,6 @@ def _restates_target(frame: pd.DataFrame, target: dict) -> bool:
     return str(frame["source"].iloc[0]).strip().lower() == str(target.get("source", "")).strip().lower()
 
 
-def _target_options(spec: dict, target: dict, level: float) -> dict:
-    """Level and conventions a target was computed with: its printed CI level
-    (``level``, default the run's) and the YAML's ``convention`` (target, then
-    outcome, then analysis), passed on where the engine has conventions."""
-    import inspect
-
-    kw = {"level": target.get("level") or level}
-    outcome = next((o for o in spec["outcomes"] if o["name"] == target["outcome"]), {})
-    conv = target.get("convention") or outcome.get("convention") or spec.get("convention")
-    if conv and "convention" in inspect.signature(pool).parameters:
-        kw["convention"] = conv
-    return kw
-
-
 def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
     """Method forensics for every published target that has per-trial data:
     every pooling method × tau² estimator × test × zero-cell convention
@@ -339,6 +331,12 @@ def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
+def _combination(row) -> str:
+    """``method (test)``, with the convention where it is not metafor's: ``MH-DL (z, revman5)``."""
+    conv = row.get("convention", "metafor")
+    return f"{row['method']} ({row['test']}{'' if conv in (None, 'metafor') else ', ' + conv})"
+
+
 def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> str | None:
     """In words: which combinations reproduce a target (estimate and CI at the
     printed precision), or that none does and which came closest."""
@@ -347,7 +345,7 @@ def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> s
         return None
 
     def methods(rows):
-        return ", ".join(dict.fromkeys(f"{r['method']} ({r['test']})" for _, r in rows.iterrows()))
+        return ", ".join(dict.fromkeys(_combination(r) for _, r in rows.iterrows()))
 
     def conventions(rows):
         used = list(dict.fromkeys(rows["zero_cells"]))
@@ -357,7 +355,7 @@ def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> s
         return "; only with zero-cell convention(s): " + ", ".join(used)
 
     best = f.iloc[0]
-    closest = (f"{best['method']} ({best['test']}) gives {best['estimate']:.3f} ({best['ci_lower']:.3f} to "
+    closest = (f"{_combination(best)} gives {best['estimate']:.3f} ({best['ci_lower']:.3f} to "
                f"{best['ci_upper']:.3f})")
     both = f[f["matches_estimate"] & f["matches_ci"]]
     if len(both):
@@ -385,11 +383,14 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
         if t.get("trial_set") == "other" or frame.empty:
             out.append(unpooled_verdict(t, rec, missing, measure))
             continue
-        if method in ("MH", "PETO") and not io.counts_on_every_row(frame, measure):
-            method, how = "FE", f"{method} needs 2x2 counts on every row; inverse-variance FE used instead"
+        conv = target_convention(an.spec, t)
+        if method in ("MH", "PETO", "MH-DL") and not io.counts_on_every_row(frame, measure):
+            iv = "DL" if method == "MH-DL" else "FE"
+            method, how = iv, f"{method} needs 2x2 counts on every row; inverse-variance {iv} used instead"
         try:
-            res = _quiet_pool(frame, measure=measure, method=method, test="z",
-                              **_target_options(an.spec, t, level))
+            # the printed CI's level (an imported RevMan total may print 99% CIs)
+            res = _quiet_pool(frame, measure=measure, method=method, test="z", level=t.get("level") or level,
+                              convention=conv)
         except InputError as err:
             out.append(dict(rec, verdict="not_reproducible", reason=f"data cannot be pooled: {err}"))
             continue
@@ -397,8 +398,10 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
         ours = {"estimate": nat["estimate_natural"], "ci_lower": nat["ci_lower_natural"],
                 "ci_upper": nat["ci_upper_natural"]}
         rec.update(reproduced_estimate=ours["estimate"], reproduced_ci_lower=ours["ci_lower"],
-                   reproduced_ci_upper=ours["ci_upper"], method=f"{method} (z)", k_used=res.k)
-        mod = _quiet_pool(frame, measure=measure, method=modern[0], test=modern[1], level=level)
+                   reproduced_ci_upper=ours["ci_upper"],
+                   method=f"{method} (z{'' if conv == 'metafor' else ', ' + conv})", k_used=res.k)
+        mod = _quiet_pool(frame, measure=measure, method=modern[0], test=modern[1], level=level,
+                          convention=conv)
         mn = mod.natural() or {f"{k}_natural": getattr(mod, k) for k in NATURAL}
         rec.update(modern_estimate=mn["estimate_natural"], modern_ci_lower=mn["ci_lower_natural"],
                    modern_ci_upper=mn["ci_upper_natural"], modern_pi_lower=mn["pi_lower_natural"],
@@ -439,16 +442,18 @@ def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
     modern = modern or {"method": "REML", "test": "adhoc"}
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
-    res = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"], level=level)
+    conv = an.spec.get("convention") or "metafor"
+    res = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"], level=level,
+                      convention=conv)
     cm = common_method
     if cm in ("MH", "PETO") and cm not in applicable_methods(frame, measure):
         cm = "FE"
-    common = _quiet_pool(frame, measure=measure, method=cm, test="z", level=level)
+    common = _quiet_pool(frame, measure=measure, method=cm, test="z", level=level, convention=conv)
     subgroups = None
     col = an.spec.get("subgroup")
     if col and col in frame.columns and frame[col].nunique() > 1:
         subgroups = _quiet_pool(frame, measure=measure, method=modern["method"], test=modern["test"],
-                                level=level, by=col)
+                                level=level, by=col, convention=conv)
     egger = None
     if res.k >= 3:
         egger = egger_test(res, model="lm").to_dict()

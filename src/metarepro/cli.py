@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from . import io
+from .conventions import CHOICES, CONVENTIONS
 from .errors import InputError, MetareproWarning
 from .names import METHODS, T_TESTS, TESTS
 from .pooling import PoolResult, pool
@@ -36,7 +37,8 @@ def summary_text(res: PoolResult) -> str:
     d = res.to_dict()
     lines = []
     lines.append(f"{'Common' if res.method in ('FE', 'MH', 'PETO') else 'Random'}-effects model "
-                 f"(k = {res.k}; method: {res.method}; test: {res.test}; measure: {res.measure})")
+                 f"(k = {res.k}; method: {res.method}; test: {res.test}; measure: {res.measure}; "
+                 f"convention: {res.convention})")
     if res.method not in ("FE", "MH", "PETO"):
         lo, hi = ">" if d["tau2_ci_lower_censored"] else "", ">" if d["tau2_ci_upper_censored"] else ""
         lines.append(f"tau^2 = {_fmt(d['tau2'])} [{lo}{_fmt(d['tau2_ci_lower'])}, {hi}{_fmt(d['tau2_ci_upper'])}]"
@@ -77,8 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--level", type=float, default=95.0, help="confidence level in percent")
     q.add_argument("--add", type=float, default=0.5, help="continuity correction for zero cells")
     q.add_argument("--to", default="only0", choices=("only0", "all", "if0all", "none"))
-    q.add_argument("--drop00", default=None, choices=("yes", "no"),
-                   help="drop double-zero studies (default: metafor's for the method)")
+    q.add_argument("--drop00", default=None, choices=("yes", "no", "revman5"),
+                   help="drop double-zero studies (default: the convention's; revman5: RevMan's rule by measure)")
+    q.add_argument("--convention", default="metafor", choices=CONVENTIONS,
+                   help="computing conventions: metafor's (default) or RevMan 5's (zero cells, MH, Peto, SMD, "
+                        "not-estimable studies); the options below override single pieces")
+    q.add_argument("--smd", default=None, choices=CHOICES["smd"], help="SMD formula (Hedges' g exact or RevMan 5's)")
+    q.add_argument("--rd", default=None, choices=CHOICES["rd"], help="RD of a zero-cell study")
+    q.add_argument("--mh", default=None, choices=CHOICES["mh"], help="Mantel-Haenszel cells and RD variance")
+    q.add_argument("--peto", default=None, choices=CHOICES["peto"], help="Peto study effects")
+    q.add_argument("--not-estimable", default=None, choices=CHOICES["not_estimable"],
+                   help="a study without an estimate (SD = 0, no participants, SE = 0): error or excluded")
+    q.add_argument("--study-level", type=float, default=None,
+                   help="level in percent of per-study intervals (RevMan's CI_STUDY; default --level)")
     q.add_argument("--ci-level", type=float, default=95.0,
                    help="level of intervals given in estimate,ci_lower,ci_upper columns")
     q.add_argument("--json", action="store_true", help="one JSON object (JSON Lines with --by)")
@@ -123,11 +136,13 @@ def _run(args) -> int:
 
         return review_cli.run(args)
     frame = io.read_table(args.file)
-    drop00 = None if args.drop00 is None else args.drop00 == "yes"
+    drop00 = {None: None, "yes": True, "no": False, "revman5": "revman5"}[args.drop00]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MetareproWarning)  # they are printed with the result
         res = pool(frame, measure=args.measure, method=args.method, test=args.test, by=args.by,
-                   level=args.level, add=args.add, to=args.to, drop00=drop00, ci_level=args.ci_level)
+                   level=args.level, add=args.add, to=args.to, drop00=drop00, ci_level=args.ci_level,
+                   convention=args.convention, smd=args.smd, rd=args.rd, mh=args.mh, peto=args.peto,
+                   not_estimable=args.not_estimable, study_level=args.study_level)
     if args.by is None:
         if args.json:
             print(json.dumps(res.to_dict(), sort_keys=False))

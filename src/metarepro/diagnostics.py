@@ -33,10 +33,11 @@ import pandas as pd
 
 from . import _core, io
 from . import _dist as stats
+from . import conventions as conv_mod
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
 from .metareg import fit_batch, meta_regression, model_matrix
-from .names import T_TESTS, TESTS
+from .names import COUNT_METHODS, T_TESTS, TESTS
 from .pooling import PoolResult, _clean, _natural, pool
 
 #: Cochrane Handbook for Systematic Reviews of Interventions, version 6.4 (2023), section 13.3.5.4.
@@ -160,8 +161,8 @@ def _resolve(
 
 
 def _iv(method: str) -> str:
-    """The inverse-variance model for regression-type diagnostics (MH/Peto → FE)."""
-    return "FE" if method in ("MH", "PETO") else method
+    """The inverse-variance model for regression-type diagnostics (MH/Peto → FE, MH-DL → DL)."""
+    return {"MH": "FE", "PETO": "FE", "MH-DL": "DL"}.get(method, method)
 
 
 def _pool_gen(y, v, labels, method, test, level, measure="GEN", by=None):
@@ -1107,7 +1108,7 @@ def sensitivity_without(
 # method forensics
 # --------------------------------------------------------------------------
 
-#: Zero-cell conventions tried for 2x2 data: (label, add, to, drop00).
+#: Zero-cell conventions tried for 2x2 data: (label, add, to, drop00), under metafor's convention.
 ZERO_CELL_CONVENTIONS = (
     ("add 0.5 to zero-cell studies", 0.5, "only0", False),
     ("add 0.5 to zero-cell studies, drop double zeros", 0.5, "only0", True),
@@ -1115,7 +1116,21 @@ ZERO_CELL_CONVENTIONS = (
     ("add 0.5 to all studies, drop double zeros", 0.5, "all", True),
     ("no correction (zero-cell studies excluded where not estimable)", 0.0, "none", False),
 )
-FORENSIC_METHODS = ("FE", "MH", "PETO", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
+#: RevMan 5's zero-cell rule (metarepro.conventions), tried beside them.
+REVMAN5_ZERO_CELLS = (("RevMan 5 (0.5 added to zero-cell studies; double zeros not estimable for RR/OR, "
+                       "all-event tables for OR; RD from raw counts)"), 0.5, "only0", "revman5")
+FORENSIC_METHODS = ("FE", "MH", "PETO", "MH-DL", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
+
+
+def _forensic_conventions(some_counts: bool, measure: str) -> list:
+    """(convention, zero-cell label, add, to, drop00) combinations to try; the
+    zero-cell variants where some rows are 2x2 counts."""
+    if some_counts:
+        return [("metafor", *c) for c in ZERO_CELL_CONVENTIONS] + [("revman5", *REVMAN5_ZERO_CELLS)]
+    out = [("metafor", "not applicable", 0.5, "only0", False)]
+    if measure == "SMD":  # the only non-2x2 measure RevMan 5 computes differently
+        out.append(("revman5", "not applicable", 0.5, "only0", "revman5"))
+    return out
 
 
 def method_forensics(
@@ -1129,17 +1144,20 @@ def method_forensics(
 ) -> pd.DataFrame:
     """Which pooling method reproduces a published result?
 
-    Re-pools the table with every method (FE, MH and Peto where the measure
-    allows, DL, REML, PM, ML, HS, SJ, HE, EB) × test (z, Knapp-Hartung) ×
-    zero-cell convention (2x2 data: add 0.5 to zero-cell studies or to all,
-    with and without dropping double-zero studies, or no correction) and
-    compares the estimate and CI on the natural scale (ratios for RR/OR/ROM,
-    r for ZCOR) with the published ones.
+    Re-pools the table with every method (FE, MH, Peto and MH-DL where the
+    measure allows, DL, REML, PM, ML, HS, SJ, HE, EB) × test (z,
+    Knapp-Hartung) × computing convention (:mod:`metarepro.conventions`:
+    metafor's, with the zero-cell variants for 2x2 data (add 0.5 to zero-cell
+    studies or to all, with and without dropping double-zero studies, or no
+    correction), and RevMan 5's (its zero-cell rules, MH on the corrected
+    tables, raw Peto, its SMD, "not estimable" studies left out)) and compares
+    the estimate and CI on the natural scale (ratios for RR/OR/ROM, r for
+    ZCOR) with the published ones. A convention under which the table cannot
+    be pooled at all (e.g. metafor's with an SD of 0) is left out.
 
     The study effects of all conventions are stacked as groups, so each
-    inverse-variance method × test is one vectorised :func:`pool` call; MH and
-    Peto are pooled from the uncorrected counts (conventions only change their
-    study-level Q and I²).
+    inverse-variance method × test is one vectorised :func:`pool` call; MH,
+    Peto and MH-DL are pooled from the counts, one call per convention.
 
     Parameters
     ----------
@@ -1153,44 +1171,44 @@ def method_forensics(
     Returns
     -------
     DataFrame
-        One row per combination: ``method, test, zero_cells, add, to, drop00, k,
-        estimate, ci_lower, ci_upper`` (natural scale), ``tau2, i2``,
-        ``matches_estimate, matches_ci, max_abs_diff`` (largest absolute
+        One row per combination: ``method, test, convention, zero_cells, add,
+        to, drop00, k, estimate, ci_lower, ci_upper`` (natural scale), ``tau2,
+        i2``, ``matches_estimate, matches_ci, max_abs_diff`` (largest absolute
         difference over the published numbers given), sorted best first.
     """
     families = io.row_families(frame, measure)
     binary = io.counts_on_every_row(frame, measure)
     some_counts = io.BINARY in families
-    convs = ZERO_CELL_CONVENTIONS if some_counts else (("not applicable", 0.5, "only0", False),)
     labels = io.check_studies(frame).astype(str)
-    stacked = []
-    for j, (name, add, to, drop00) in enumerate(convs):
-        eff = compute_effects(frame, measure, add=add, to=to, drop00=drop00)
+    convs, stacked, first_error = [], [], None
+    for bundle, name, add, to, drop00 in _forensic_conventions(some_counts, measure):
+        kw = {"convention": bundle, "add": add, "to": to, "drop00": drop00}
+        try:
+            cv = conv_mod.resolve(bundle, drop00=drop00)
+            eff = compute_effects(frame, measure, add=add, to=to, drop00=cv.drop00_for("FE"), smd=cv.smd,
+                                  rd=cv.rd, not_estimable=cv.not_estimable)
+        except InputError as err:
+            first_error = first_error or err
+            continue
+        j = len(convs)
+        convs.append((bundle, name, add, to, drop00, kw))
         ok = np.isfinite(eff.yi) & np.isfinite(eff.vi)
         stacked.append(pd.DataFrame({"_conv": j, "study": labels[ok], "yi": eff.yi[ok], "vi": eff.vi[ok]}))
+    if not convs:
+        raise first_error
     gen = pd.concat(stacked, ignore_index=True)
     rows = []
     methods = [
         m
         for m in FORENSIC_METHODS
-        if not (m == "MH" and not (binary and measure in ("RR", "OR", "RD")))
+        if not (m in ("MH", "MH-DL") and not (binary and measure in ("RR", "OR", "RD")))
         and not (m == "PETO" and not (binary and measure == "OR"))
     ]
     for m in methods:
         for t in ("z",) if m in ("MH", "PETO") else TESTS:
-            if m in ("MH", "PETO"):
-                for j, (name, add, to, drop00) in enumerate(convs):
-                    r = _quiet(
-                        pool,
-                        frame,
-                        measure=measure,
-                        method=m,
-                        test=t,
-                        level=level,
-                        add=add,
-                        to=to,
-                        drop00=drop00,
-                    )
+            if m in COUNT_METHODS:
+                for j, conv in enumerate(convs):
+                    r = _quiet(pool, frame, measure=measure, method=m, test=t, level=level, **conv[5])
                     rows.append(
                         {
                             "_conv": j,
@@ -1227,7 +1245,7 @@ def method_forensics(
             out[b] = fn(out.pop(a).to_numpy(float))
     conv = pd.DataFrame(
         [
-            {"_conv": j, "zero_cells": c[0], "add": c[1], "to": c[2], "drop00": c[3]}
+            {"_conv": j, "convention": c[0], "zero_cells": c[1], "add": c[2], "to": c[3], "drop00": c[4]}
             for j, c in enumerate(convs)
         ]
     )
@@ -1252,6 +1270,7 @@ def method_forensics(
     cols = [
         "method",
         "test",
+        "convention",
         "zero_cells",
         "add",
         "to",

@@ -117,6 +117,39 @@ def hedges_g(m1, sd1, n1, m2, sd2, n2):
     return g, 1 / n1 + 1 / n2 + g**2 / (2 * (n1 + n2))
 
 
+def hedges_g_revman5(m1, sd1, n1, m2, sd2, n2):
+    """Standardised mean difference as RevMan 5 computes it (Hedges' adjusted g
+    with the approximate correction).
+
+    ``g = J d`` with ``d`` on the pooled SD and ``J = 1 - 3/(4N - 9)``, ``N = n1 + n2``;
+    variance ``N/(n1 n2) + g²/(2(N - 3.94))`` (Deeks & Higgins 2010, Statistical
+    algorithms in Review Manager 5; R meta's ``metacont`` with ``exact.smd =
+    FALSE``, "formulae used in RevMan 5", set by ``settings.meta("RevMan5")``).
+    ``J`` is Hedges' (1981, J Educ Stat 6:107) approximation ``1 - 3/(4m - 1)``
+    of the exact factor, with ``m = N - 2``. Defined for ``N >= 4``.
+    """
+    N = n1 + n2
+    sdp = np.sqrt(((n1 - 1) * sd1**2 + (n2 - 1) * sd2**2) / (N - 2))
+    g = (1 - 3 / (4 * N - 9)) * (m1 - m2) / sdp
+    return g, N / (n1 * n2) + g**2 / (2 * (N - 3.94))
+
+
+def risk_difference_revman5(ai, bi, ci, di, added):
+    """Risk difference from the raw counts with the variance of the corrected table,
+    as RevMan 5.
+
+    ``yi = ai/n1 - ci/n2`` from the uncorrected cells; ``vi = a'b'/n1'³ + c'd'/n2'³``
+    with ``added`` (0.5 for a study with a zero cell, else 0) added to each cell
+    (``a' = ai + added``, ``n1' = n1 + 2 added``). A double-zero study has RD 0
+    and a positive variance, so it is estimable (R meta's ``metabin``, Cooper &
+    Hedges 1994 pp. 246-7; Deeks & Higgins 2010).
+    """
+    n1, n2 = ai + bi, ci + di
+    a, b, c, d = (x + added for x in (ai, bi, ci, di))
+    m1, m2 = a + b, c + d
+    return ai / n1 - ci / n2, a * b / m1**3 + c * d / m2**3
+
+
 def log_ratio_of_means(m1, sd1, n1, m2, sd2, n2):
     """Log ratio of means with the delta-method variance
     ``sd1²/(n1 m1²) + sd2²/(n2 m2²)`` (Hedges, Gurevitch & Curtis 1999, Ecology 80:1150)."""
@@ -149,6 +182,7 @@ class _Rows:
         mask[positions] = True
         full = io.numeric_columns(frame, family, rows=mask)
         self.a = {c: full[c][positions] for c in family}
+        self.keep = np.ones(len(positions), bool)
 
     def fail(self, i, column, problem):
         _fail(self.frame, self.pos[i], column, problem)
@@ -163,16 +197,31 @@ class _Rows:
             if i is not None:
                 self.fail(i, c, f"count {self.a[c][i]:g} is not a whole number")
 
-    def positive(self, cols, what):
+    def positive(self, cols, what, zero_ok=False):
+        """Fail on the first value <= 0 (< 0 with ``zero_ok``: a zero is then
+        "not estimable", see :meth:`unusable`)."""
         for c in cols:
-            i = self.first(self.a[c] <= 0)
+            i = self.first(self.a[c] < 0 if zero_ok else self.a[c] <= 0)
             if i is not None:
                 self.fail(i, c, f"{what} must be > 0 (got {self.a[c][i]:g})")
 
+    def unusable(self, mask, why, column, exclude, labels, excluded):
+        """Rows of ``mask`` have no estimate: with ``exclude`` they are listed as
+        "not estimable" (RevMan 5) and marked in ``self.keep``; else the first
+        one stops with an error (metafor). Rows already marked are not listed twice."""
+        new = np.flatnonzero(mask & self.keep)
+        if new.size and not exclude:
+            self.fail(new[0], column, f"not estimable: {why}")
+        for i in new:
+            excluded.append({"row": int(self.pos[i]), "study": labels[i], "reason": f"not estimable ({why})"})
+        self.keep[new] = False
+
 
 def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
-                    to: str = "only0", drop00: bool = False,
-                    ci_level: float = 95.0, group: np.ndarray | None = None) -> EffectTable:
+                    to: str = "only0", drop00: bool | str = False,
+                    ci_level: float = 95.0, group: np.ndarray | None = None,
+                    smd: str = "exact", rd: str = "metafor",
+                    not_estimable: str = "error") -> EffectTable:
     """Validate a study table and compute ``yi, vi`` for ``measure``.
 
     Parameters
@@ -189,14 +238,32 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
         Which studies get ``add``: those with a zero cell (default, as metafor's
         ``escalc``), all studies, all studies if any has a zero cell, or none.
         Only rows given as 2x2 counts are concerned.
-    drop00 : bool
-        Exclude studies with no events (or only events) in both arms, as RevMan
-        does. metafor's ``escalc`` keeps them (default False).
+    drop00 : bool or "revman5"
+        Exclude studies with no events (or only events) in both arms. metafor's
+        ``escalc`` keeps them (default False). ``"revman5"``: RevMan 5's rule by
+        measure: no events in both arms is not estimable for RR and OR, every
+        participant with the event in both arms is not estimable for OR; RD
+        keeps both (Cochrane Handbook 5.1 section 16.9.3; R meta's ``metabin``).
     ci_level : float
         Level in percent of the intervals in ``estimate,ci_lower,ci_upper`` input.
     group : ndarray of int, optional
         Analysis of each row when the table holds several analyses; ``to="if0all"``
         then applies within each analysis.
+    smd : {"exact", "revman5"}
+        SMD formula: Hedges' g with the exact correction (:func:`hedges_g`,
+        metafor) or RevMan 5's approximation (:func:`hedges_g_revman5`).
+    rd : {"metafor", "revman5"}
+        RD of a corrected study from the corrected table (metafor) or from the
+        raw counts with the corrected table's variance
+        (:func:`risk_difference_revman5`, RevMan 5).
+    not_estimable : {"error", "exclude"}
+        What a study that has no estimate becomes: an SD of 0, a group of 0
+        participants, a standard error or variance of 0, an interval of zero
+        width, an SMD with fewer than 4 participants. ``"error"`` stops with
+        an :class:`InputError` (metafor refuses such input); ``"exclude"``
+        lists it among the excluded studies as "not estimable", as RevMan 5
+        shows it. Impossible data (negative counts or SDs, events > total) is
+        an error either way.
 
     Returns
     -------
@@ -220,6 +287,9 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
         raise InputError(f"continuity correction add={add} must be >= 0", file=file)
     if not (0 < ci_level < 100):
         raise InputError(f"CI level {ci_level} must be between 0 and 100", file=file)
+    if not_estimable not in ("error", "exclude"):
+        raise InputError(f"unknown not_estimable='{not_estimable}' (choose error or exclude)", file=file)
+    exclude_ne = not_estimable == "exclude"
     fams = io.row_families(frame, measure)
     labels = frame["study"].to_numpy() if "study" in frame.columns else frame.index.to_numpy()
     n = len(frame)
@@ -233,16 +303,20 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
         rows = _Rows(frame, fam, pos)
         if fam == io.BINARY:
             grp = None if group is None else np.asarray(group)[pos]
-            y, v, c = _binary(rows, measure, labels[pos], add, to, drop00, grp, corrections, excluded)
+            y, v, c = _binary(rows, measure, labels[pos], add, to, drop00, grp, corrections, excluded,
+                              rd=rd, exclude=exclude_ne)
             if len(pos) == n:
                 counts = c
         elif fam == io.CONTINUOUS:
-            y, v = _continuous(rows, measure)
+            y, v = _continuous(rows, measure, smd=smd, exclude=exclude_ne, labels=labels[pos],
+                               excluded=excluded)
         elif fam == io.CORRELATION:
             y, v = _correlation(rows)
         else:
-            y, v = _generic(rows, measure, ci_level)
-        yi[pos], vi[pos] = y, v
+            y, v = _generic(rows, measure, ci_level, exclude=exclude_ne, labels=labels[pos],
+                            excluded=excluded)
+        yi[pos] = np.where(rows.keep, y, np.nan)
+        vi[pos] = np.where(rows.keep, v, np.nan)
     uniform = fams[0] if len(set(fams)) == 1 else None
     corrections.sort(key=lambda c: c["row"])
     excluded.sort(key=lambda c: c["row"])
@@ -250,7 +324,8 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
                        corrections=corrections, excluded=excluded)
 
 
-def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, excluded):
+def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, excluded, *,
+            rd="metafor", exclude=False):
     """2x2 rows: checks, zero-cell convention, effects; corrections and exclusions
     are appended with the row's position in the whole table."""
     a = rows.a
@@ -259,7 +334,7 @@ def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, e
         i = rows.first(a[c] < 0)
         if i is not None:
             rows.fail(i, c, f"negative count {a[c][i]:g}")
-    rows.positive(("total_t", "total_c"), "total")
+    rows.positive(("total_t", "total_c"), "total", zero_ok=exclude)
     for e, t in (("events_t", "total_t"), ("events_c", "total_c")):
         i = rows.first(a[e] > a[t])
         if i is not None:
@@ -268,8 +343,22 @@ def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, e
     bi, di = a["total_t"] - ai, a["total_c"] - ci
     counts = {"ai": ai.copy(), "bi": bi.copy(), "ci": ci.copy(), "di": di.copy()}
     id00 = ((ai == 0) & (ci == 0)) | ((bi == 0) & (di == 0))
-    keep = np.ones(len(ai), bool)
-    if drop00:
+    rows.unusable((a["total_t"] == 0) | (a["total_c"] == 0), "a group with 0 participants", "total_t",
+                  exclude, labels, excluded)
+    keep = rows.keep.copy()
+    if drop00 == "revman5":
+        none = keep & (ai == 0) & (ci == 0)
+        every = keep & (bi == 0) & (di == 0)
+        rules = {"RR": ((none, "no events in either arm"),),
+                 "OR": ((none, "no events in either arm"),
+                        (every, "every participant had the event in both arms"))}.get(measure, ())
+        for mask, why in rules:
+            for i in np.flatnonzero(mask):
+                excluded.append({"row": int(rows.pos[i]), "study": labels[i],
+                                 "reason": f"{measure} not estimable ({why}; RevMan 5)"})
+            keep &= ~mask
+    elif drop00:
+        id00 &= keep
         for i in np.flatnonzero(id00):
             why = "no events in either arm" if ai[i] == 0 else "every participant had the event in both arms"
             excluded.append({"row": int(rows.pos[i]), "study": labels[i],
@@ -288,13 +377,19 @@ def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, e
         hit = np.zeros_like(keep)
     if add == 0:
         hit[:] = False
-    ai, bi, ci, di = (x + np.where(hit, add, 0.0) for x in (ai, bi, ci, di))
+    added = np.where(hit, add, 0.0)
+    raw = (ai, bi, ci, di)
+    ai, bi, ci, di = (x + added for x in raw)
     for i in np.flatnonzero(hit):
         reason = "zero cell" if id0[i] else f"to='{to}'"
         corrections.append({"row": int(rows.pos[i]), "study": labels[i],
                             "action": f"added {add:g} to each cell ({reason})"})
-    fn = {"RR": log_risk_ratio, "OR": log_odds_ratio, "RD": risk_difference}[measure]
-    yi, vi = fn(ai, bi, ci, di)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if measure == "RD" and rd == "revman5":
+            yi, vi = risk_difference_revman5(*raw, added)
+        else:
+            fn = {"RR": log_risk_ratio, "OR": log_odds_ratio, "RD": risk_difference}[measure]
+            yi, vi = fn(ai, bi, ci, di)
     bad = keep & ~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0))
     for i in np.flatnonzero(bad):
         excluded.append({"row": int(rows.pos[i]), "study": labels[i],
@@ -303,21 +398,23 @@ def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, e
     return np.where(keep, yi, np.nan), np.where(keep, vi, np.nan), counts
 
 
-def _continuous(rows: _Rows, measure):
+def _continuous(rows: _Rows, measure, *, smd="exact", exclude=False, labels=None, excluded=None):
     a = rows.a
     rows.whole(("total_t", "total_c"))
-    rows.positive(("total_t", "total_c"), "total")
-    rows.positive(("sd_t", "sd_c"), "SD")
+    rows.positive(("total_t", "total_c"), "total", zero_ok=exclude)
+    rows.positive(("sd_t", "sd_c"), "SD", zero_ok=exclude)
     args = (a["mean_t"], a["sd_t"], a["total_t"], a["mean_c"], a["sd_c"], a["total_c"])
-    if measure == "MD":
-        return mean_difference(*args)
+    ne = (exclude, labels, excluded)
+    rows.unusable((a["total_t"] == 0) | (a["total_c"] == 0), "a group with 0 participants", "total_t", *ne)
+    rows.unusable((a["sd_t"] == 0) | (a["sd_c"] == 0), "SD = 0", "sd_t", *ne)
     if measure == "SMD":
-        i = rows.first(a["total_t"] + a["total_c"] < 4)
-        if i is not None:
-            rows.fail(i, "total_t", "SMD needs at least 4 participants in all")
-        return hedges_g(*args)
-    rows.positive(("mean_t", "mean_c"), "a mean for the ratio of means (ROM)")
-    return log_ratio_of_means(*args)
+        rows.unusable(a["total_t"] + a["total_c"] < 4, "SMD needs at least 4 participants in all", "total_t", *ne)
+    elif measure == "ROM":
+        rows.positive(("mean_t", "mean_c"), "a mean for the ratio of means (ROM)")
+    fn = {"MD": mean_difference, "ROM": log_ratio_of_means,
+          "SMD": hedges_g_revman5 if smd == "revman5" else hedges_g}[measure]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return fn(*args)
 
 
 def _correlation(rows: _Rows):
@@ -335,13 +432,16 @@ def _correlation(rows: _Rows):
     return fisher_z(a["r"], a["total"])
 
 
-def _generic(rows: _Rows, measure, ci_level):
+def _generic(rows: _Rows, measure, ci_level, *, exclude=False, labels=None, excluded=None):
     a, family = rows.a, rows.family
+    ne = (exclude, labels, excluded)
     if family == io.GENERIC_VI:
-        rows.positive(("vi",), "variance")
+        rows.positive(("vi",), "variance", zero_ok=exclude)
+        rows.unusable(a["vi"] == 0, "variance = 0", "vi", *ne)
         return a["yi"], a["vi"]
     if family == io.GENERIC_SEI:
-        rows.positive(("sei",), "standard error")
+        rows.positive(("sei",), "standard error", zero_ok=exclude)
+        rows.unusable(a["sei"] == 0, "standard error = 0", "sei", *ne)
         return a["yi"], a["sei"] ** 2
     est, lo, hi = a["estimate"], a["ci_lower"], a["ci_upper"]
     if measure in io.RATIO_MEASURES:
@@ -358,9 +458,10 @@ def _generic(rows: _Rows, measure, ci_level):
         g = np.arctanh
     else:
         g = np.asarray
-    i = rows.first(lo >= hi)
+    i = rows.first((lo > hi) | ((lo == hi) & (not exclude)))
     if i is not None:
         rows.fail(i, "ci_lower", f"interval is reversed or empty ({lo[i]:g} to {hi[i]:g})")
+    rows.unusable(lo == hi, "interval of zero width", "ci_lower", *ne)
     i = rows.first((est < lo) | (est > hi))
     if i is not None:
         rows.fail(i, "estimate", f"estimate {est[i]:g} lies outside its interval ({lo[i]:g} to {hi[i]:g})")

@@ -31,7 +31,7 @@ from .errors import InputError
 from .names import METHODS, T_TESTS, TESTS
 
 #: Estimators available with moderators (Mantel-Haenszel and Peto have no regression form).
-REG_METHODS = tuple(m for m in METHODS if m not in ("MH", "PETO"))
+REG_METHODS = tuple(m for m in METHODS if m not in ("MH", "PETO", "MH-DL"))
 _ROOT_TOL = {"xatol": 1e-14, "xrtol": 1e-14}
 #: metafor's ``permutest`` comparison tolerance ``sqrt(.Machine$double.eps)``.
 COMPTOL = math.sqrt(np.finfo(float).eps)

@@ -2,8 +2,13 @@
 
 #: tau² estimators of random-effects models.
 TAU2_ESTIMATORS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
-#: Every pooling method: common effect (inverse variance, Mantel-Haenszel, Peto) then random effects.
-METHODS = ("FE", "MH", "PETO") + TAU2_ESTIMATORS
+#: Every pooling method: common effect (inverse variance, Mantel-Haenszel, Peto), random effects,
+#: and RevMan 5's "M-H, Random" (DerSimonian-Laird tau² from Q about the Mantel-Haenszel estimate).
+METHODS = ("FE", "MH", "PETO") + TAU2_ESTIMATORS + ("MH-DL",)
+#: Methods that pool 2x2 counts (not study effects) at some step.
+COUNT_METHODS = ("MH", "PETO", "MH-DL")
+#: Computing conventions (metarepro.conventions).
+CONVENTIONS = ("metafor", "revman5")
 #: Inference: Wald z, Hartung-Knapp(-Sidik-Jonkman) t, or Hartung-Knapp with the ad hoc
 #: correction (scale factor never below 1; Knapp & Hartung 2003), as metafor's test="adhoc".
 TESTS = ("z", "knha", "adhoc")
@@ -27,9 +32,9 @@ FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", 
 NATURAL = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
 
 #: Columns of results/<analysis>/pooled.csv.
-POOLED_COLUMNS = ("analysis", "outcome", "measure", "method", "test", *FIELDS, *(f"{n}_natural" for n in NATURAL))
+POOLED_COLUMNS = ("analysis", "outcome", "measure", "method", "test", "convention", *FIELDS, *(f"{n}_natural" for n in NATURAL))
 #: Columns of results/<analysis>/forensics.csv.
-FORENSICS_COLUMNS = ("analysis", "target", "outcome", "method", "test", "zero_cells", "add", "to", "drop00", "k",
+FORENSICS_COLUMNS = ("analysis", "target", "outcome", "method", "test", "convention", "zero_cells", "add", "to", "drop00", "k",
                      "estimate", "ci_lower", "ci_upper", "tau2", "i2", "matches_estimate", "matches_ci",
                      "max_abs_diff")
 #: Columns of results/reproduction.csv (and of each analysis's reproduction.csv).

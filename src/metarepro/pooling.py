@@ -11,9 +11,10 @@ import pandas as pd
 
 from . import _core, io
 from . import _dist as stats
+from . import conventions as conv_mod
 from .effects import compute_effects
 from .errors import InputError, MetareproWarning
-from .names import FIELDS, METHODS, NATURAL, T_TESTS, TESTS
+from .names import COUNT_METHODS, FIELDS, METHODS, NATURAL, T_TESTS, TESTS
 
 COMMON_EFFECT = ("FE", "MH", "PETO")
 #: Fields that hold flags.
@@ -89,6 +90,8 @@ class PoolResult:
     excluded: list = field(default_factory=list, repr=False)
     warnings: list = field(default_factory=list, repr=False)
     group: object = None
+    convention: str = "metafor"
+    study_level: float | None = None
 
     def natural(self) -> dict:
         """Estimate and intervals back-transformed to the natural scale
@@ -102,7 +105,8 @@ class PoolResult:
     def to_dict(self) -> dict:
         """All fields as plain Python values (NaN → None), studies as a list of dicts."""
         out = {"measure": self.measure, "method": self.method, "test": self.test,
-               "level": self.level}
+               "level": self.level, "convention": self.convention,
+               "study_level": self.level if self.study_level is None else self.study_level}
         if self.group is not None:
             out["group"] = _clean(self.group)
         for name in FIELDS:
@@ -125,7 +129,8 @@ class PoolTable:
     summary : DataFrame
         One row per analysis: the ``by`` column then the fields of :class:`PoolResult`.
     studies : DataFrame
-        One row per study: ``by``, ``study``, ``yi``, ``vi``, ``weight``.
+        One row per study: ``by``, ``study``, ``yi``, ``vi``, ``weight``,
+        ``ci_lower``, ``ci_upper`` (at ``study_level``).
     """
 
     by: str
@@ -138,6 +143,8 @@ class PoolTable:
     corrections: list = field(default_factory=list)
     excluded: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    convention: str = "metafor"
+    study_level: float | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The per-analysis summary table."""
@@ -165,7 +172,8 @@ class PoolTable:
         kw["df"] = None if pd.isna(kw["df"]) else kw["df"]
         sel = lambda lst: [c for c in lst if c.get(self.by) == group]
         return PoolResult(measure=self.measure, method=self.method, test=self.test,
-                          level=self.level, studies=st, corrections=sel(self.corrections),
+                          level=self.level, convention=self.convention, study_level=self.study_level,
+                          studies=st, corrections=sel(self.corrections),
                           excluded=sel(self.excluded),
                           warnings=[w for w in self.warnings if w.startswith(f"{self.by}={group}:")],
                           group=group, **kw)
@@ -184,11 +192,11 @@ def _check_options(frame, measure, method, test, level, by):
         raise InputError(f"unknown test '{test}' (choose one of {', '.join(TESTS)})", file=file)
     if not (0 < float(level) < 100):
         raise InputError(f"level {level} must be between 0 and 100 (percent)", file=file)
-    if method in ("MH", "PETO"):
-        if measure not in (("RR", "OR", "RD") if method == "MH" else ("OR",)):
+    if method in COUNT_METHODS:
+        if measure not in (("OR",) if method == "PETO" else ("RR", "OR", "RD")):
             raise InputError(f"method {method} needs measure "
-                             f"{'RR, OR or RD' if method == 'MH' else 'OR'}, not {measure}", file=file)
-        if test != "z":
+                             f"{'OR' if method == 'PETO' else 'RR, OR or RD'}, not {measure}", file=file)
+        if test != "z" and method != "MH-DL":
             raise InputError(f"test '{test}' does not apply to the common-effect method {method}; use z",
                              file=file)
     if by is not None and by not in frame.columns:
@@ -199,7 +207,9 @@ def _check_options(frame, measure, method, test, level, by):
 
 def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z",
          by: str | None = None, level: float = 95, add: float = 0.5, to: str = "only0",
-         drop00: bool | None = None, ci_level: float = 95) -> PoolResult | PoolTable:
+         drop00: bool | str | None = None, ci_level: float = 95, *, convention: str = "metafor",
+         smd: str | None = None, rd: str | None = None, mh: str | None = None, peto: str | None = None,
+         not_estimable: str | None = None, study_level: float | None = None) -> PoolResult | PoolTable:
     """Pool the studies of one or many meta-analyses.
 
     Parameters
@@ -209,9 +219,14 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         input family (see :mod:`metarepro.io`). Other columns are ignored here
         and pass through the pipeline untouched.
     measure : {"RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN"}
-    method : {"FE", "MH", "PETO", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB"}
-        Common effect (inverse variance, Mantel-Haenszel, Peto) or random effects
-        with the named tau² estimator.
+    method : {"FE", "MH", "PETO", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB", "MH-DL"}
+        Common effect (inverse variance, Mantel-Haenszel, Peto), random effects
+        with the named tau² estimator, or ``"MH-DL"``: RevMan's "M-H, Random",
+        DerSimonian-Laird tau² from Cochran's Q about the Mantel-Haenszel
+        estimate (inverse-variance weights ``1/v``), then inverse-variance
+        weights ``1/(v + tau²)`` (Deeks & Higgins 2010; R meta's
+        ``Q.Cochrane = TRUE``). ``q`` is then Q about the MH estimate, as RevMan
+        reports it.
     test : {"z", "knha", "adhoc"}
         Wald z; Hartung-Knapp-Sidik-Jonkman with t on k-1 df; or the same with
         Knapp & Hartung's (2003) ad hoc correction (variance scale factor never
@@ -220,15 +235,28 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         Column whose values name separate analyses; all are fitted in one
         vectorised pass and a :class:`PoolTable` is returned.
     level : float
-        Confidence level in percent for all intervals.
+        Confidence level in percent for the pooled intervals (RevMan's CI_TOTAL).
     add, to, drop00 :
         Zero-cell conventions for 2x2 data (see :func:`metarepro.effects.compute_effects`).
-        ``drop00=None`` means metafor's default for the method: False for
-        inverse-variance models (``escalc``), True for the study-level effects
-        of MH and Peto (``rma.mh``/``rma.peto``), whose pooled estimates use
-        the uncorrected counts of all tables.
+        ``drop00=None`` means the convention's default: under ``"metafor"``
+        False for inverse-variance models (``escalc``), True for the
+        study-level effects of MH and Peto (``rma.mh``/``rma.peto``), whose
+        pooled estimates use the uncorrected counts of all tables; under
+        ``"revman5"`` RevMan's rule by measure (``drop00="revman5"``).
     ci_level : float
         Level of the intervals in ``estimate,ci_lower,ci_upper`` input.
+    convention : {"metafor", "revman5"}
+        Bundle of the computing conventions below (see :mod:`metarepro.conventions`,
+        which gives RevMan 5's rule and its source for each).
+    smd, rd, mh, peto, not_estimable : str, optional
+        One piece of the convention, overriding the bundle: ``smd`` "exact" |
+        "revman5" (Hedges' g), ``rd`` "metafor" | "revman5" (RD of a corrected
+        study), ``mh`` "metafor" | "revman5" (cells and RD variance of
+        Mantel-Haenszel), ``peto`` "metafor" | "revman5" (Peto study effects),
+        ``not_estimable`` "error" | "exclude".
+    study_level : float, optional
+        Level in percent of the per-study intervals (``studies.ci_lower/ci_upper``;
+        RevMan's CI_STUDY); default ``level``.
 
     Returns
     -------
@@ -244,13 +272,22 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     -----
     Agrees with metafor 3.8 (``rma``, ``rma.mh``, ``rma.peto``, ``confint``,
     ``predict``); see ``tests/reference`` for the comparison and tolerances.
+    With ``convention="revman5"`` it computes as RevMan 5 (tested against the
+    numbers RevMan stored in a review file and against hand calculations).
 
     References
     ----------
     Viechtbauer W (2010). Conducting meta-analyses in R with the metafor
     package. J Stat Softw 36(3):1-48.
+    Deeks JJ, Higgins JPT (2010). Statistical algorithms in Review Manager 5.
+    Cochrane Statistical Methods Group.
     """
     _check_options(frame, measure, method, test, level, by)
+    file = frame.attrs.get("source", "<data>")
+    conv = conv_mod.resolve(convention, file=file, smd=smd, rd=rd, mh=mh, peto=peto,
+                            not_estimable=not_estimable, drop00=drop00)
+    if study_level is not None and not (0 < float(study_level) < 100):
+        raise InputError(f"study_level {study_level} must be between 0 and 100 (percent)", file=file)
     labels = io.check_studies(frame, by)
     level = float(level)
     if by is None:
@@ -260,13 +297,14 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         codes, uniques = pd.factorize(frame[by], sort=False)
         keys = list(uniques)
     G = len(keys)
-    if drop00 is None:
-        drop00 = method in ("MH", "PETO")
-    eff = compute_effects(frame, measure, add=add, to=to, drop00=drop00, ci_level=ci_level,
-                          group=codes)
+    # RevMan 5's Peto: (O - E)/V of the raw table, no continuity correction
+    raw_peto = method == "PETO" and conv.peto == "revman5"
+    eff = compute_effects(frame, measure, add=0.0 if raw_peto else add, to=to,
+                          drop00=conv.drop00_for(method), ci_level=ci_level, group=codes,
+                          smd=conv.smd, rd=conv.rd, not_estimable=conv.not_estimable)
     yi, vi = eff.yi, eff.vi
     usable = np.isfinite(yi) & np.isfinite(vi)
-    if method in ("MH", "PETO") and eff.counts is None:
+    if method in COUNT_METHODS and eff.counts is None:
         fams = eff.row_family
         i = next(j for j, f in enumerate(fams) if f != io.BINARY)
         raise InputError(f"method {method} needs 2x2 counts (events_t,total_t,events_c,total_c) on every "
@@ -274,8 +312,9 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
                          file=frame.attrs.get("source", "<data>"), row=io.row_label(frame, i))
     if method == "PETO":
         yi, vi, usable = _peto_studies(eff, labels, add)
+    mh_cells = _mh_cells(eff, conv, add, measure) if method in ("MH", "MH-DL") else None
 
-    out, weights, warns = _fit(yi, vi, usable, codes, G, eff, method, test, level, measure)
+    out, weights, warns = _fit(yi, vi, usable, codes, G, eff, method, test, level, measure, mh_cells)
 
     by_name = by
     for lst in (eff.corrections, eff.excluded):
@@ -283,15 +322,19 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
             item.setdefault("study", labels[item["row"]])
             if by is not None:
                 item[by] = keys[codes[item["row"]]]
-    studies = pd.DataFrame({"study": labels, "yi": np.where(usable, yi, np.nan),
-                            "vi": np.where(usable, vi, np.nan), "weight": weights})
+    slevel = level if study_level is None else float(study_level)
+    zs = stats.norm.isf((1 - slevel / 100) / 2)
+    y_, v_ = np.where(usable, yi, np.nan), np.where(usable, vi, np.nan)
+    studies = pd.DataFrame({"study": labels, "yi": y_, "vi": v_, "weight": weights,
+                            "ci_lower": y_ - zs * np.sqrt(v_), "ci_upper": y_ + zs * np.sqrt(v_)})
+    name = conv.label
     if by is None:
         w = [f"{m}" for m in warns.get(0, [])]
         for m in w:
             warnings.warn(m, MetareproWarning, stacklevel=2)
         rec = {name: out[name][0] for name in out}
         return PoolResult(measure=measure, method=method, test=test, level=level,
-                          k=int(rec["k"]), q_df=int(rec["q_df"]), **{f: bool(rec[f]) for f in BOOL_FIELDS},
+                          convention=name, study_level=study_level, k=int(rec["k"]), q_df=int(rec["q_df"]), **{f: bool(rec[f]) for f in BOOL_FIELDS},
                           df=None if not np.isfinite(rec["df"]) else float(rec["df"]),
                           studies=studies, corrections=eff.corrections, excluded=eff.excluded,
                           warnings=w,
@@ -317,7 +360,7 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         warnings.warn(f"... and {len(allw) - 20} more warnings", MetareproWarning, stacklevel=2)
     return PoolTable(by=by_name, summary=summary, studies=studies, measure=measure, method=method,
                      test=test, level=level, corrections=eff.corrections, excluded=eff.excluded,
-                     warnings=allw)
+                     warnings=allw, convention=name, study_level=study_level)
 
 
 def _peto_studies(eff, labels, add):
@@ -355,7 +398,38 @@ def _peto_studies(eff, labels, add):
     return yi, vi, usable
 
 
-def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
+def _mh_cells(eff, conv, add, measure):
+    """The 2x2 cells Mantel-Haenszel pools, and how (keyword arguments of
+    :func:`metarepro._core.mantel_haenszel`).
+
+    metafor (``rma.mh``): the uncorrected counts of every table, Sato's RD
+    variance. RevMan 5 (R meta's ``metabin`` with ``MH.exact = FALSE``): the
+    table with ``add`` (0.5) added to every cell of a zero-cell study, the
+    studies that are not estimable left out (all cells 0), the Greenland-Robins
+    RD variance, and the RD averaged from the raw counts.
+    """
+    c = eff.counts
+    if c is None:
+        return None
+    if conv.mh == "metafor":
+        return {"cells": (c["ai"], c["bi"], c["ci"], c["di"]), "kw": {}}
+    added = np.zeros(len(c["ai"]))
+    for corr in eff.corrections:
+        added[corr["row"]] = add
+    left_out = np.zeros(len(added), bool)
+    for e in eff.excluded:
+        left_out[e["row"]] = True
+    inc = ~left_out
+    cells = tuple(np.where(inc, c[x] + added, 0.0) for x in ("ai", "bi", "ci", "di"))
+    kw = {"rd_variance": "greenland-robins"}
+    if measure == "RD":
+        n1, n2 = c["ai"] + c["bi"], c["ci"] + c["di"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kw["rd_yi"] = np.where(inc, c["ai"] / n1 - c["ci"] / n2, 0.0)
+    return {"cells": cells, "kw": kw}
+
+
+def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure, mh_cells=None):
     """Fit every analysis; returns (fields dict of arrays, per-row weights, warnings by group)."""
     n = len(yi)
     rows = np.flatnonzero(usable)
@@ -372,7 +446,7 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
         c = eff.counts
         allseg = _core.Segments(codes, G)
         if method == "MH":
-            beta, se, w = _core.mantel_haenszel(allseg, c["ai"], c["bi"], c["ci"], c["di"], measure)
+            beta, se, w = _core.mantel_haenszel(allseg, *mh_cells["cells"], measure, **mh_cells["kw"])
             with np.errstate(invalid="ignore"):
                 q = seg.sum((y - beta[seg.g]) ** 2 / v)
         else:
@@ -401,11 +475,25 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
         warn(np.isnan(beta), f"{method} estimate does not exist (no events in one arm of every study)")
         return out, weights, warns
 
-    tau2, conv, fallback = _core.estimate_tau2(seg, y, v, method)
+    q_mh = None
+    if method == "MH-DL":
+        allseg = _core.Segments(codes, G)
+        beta_mh, _, _ = _core.mantel_haenszel(allseg, *mh_cells["cells"], measure, **mh_cells["kw"])
+        tau2, q_mh = _core.tau2_dl_about(seg, y, v, beta_mh)
+        tau2 = np.where(np.isfinite(beta_mh), tau2, np.nan)
+        conv, fallback = np.ones(G, bool), np.zeros(G, bool)
+        warn(~np.isfinite(beta_mh) & (seg.k > 0),
+             "MH estimate does not exist (no events in one arm of every study), so neither does MH-DL")
+    else:
+        tau2, conv, fallback = _core.estimate_tau2(seg, y, v, method)
     common = method == "FE"
     iv, w = _core.inverse_variance(seg, y, v, tau2, test, level)
     weights[rows] = w
     het = _core.heterogeneity(seg, y, v, tau2, common)
+    if q_mh is not None:  # RevMan reports Q about the MH estimate
+        with np.errstate(invalid="ignore"):
+            het["q"] = np.where(seg.k > 1, q_mh, 0.0)
+            het["q_pvalue"] = np.where(seg.k > 1, stats.chi2.sf(het["q"], seg.k - 1), 1.0)
     if common:
         nanG = np.full(G, np.nan)
         qp = {"tau2_ci_lower": nanG, "tau2_ci_upper": nanG, "i2_ci_lower": nanG, "i2_ci_upper": nanG,
@@ -431,3 +519,115 @@ def _fit(yi, vi, usable, codes, G, eff, method, test, level, measure):
     if common and test in T_TESTS:
         warn(np.ones(G, bool), "the Knapp-Hartung test is meant for random-effects models")
     return out, weights, warns
+
+
+@dataclass(frozen=True)
+class SubgroupTable:
+    """Subgroups of many analyses pooled as RevMan 5 reports them (:func:`pool_subgroups`).
+
+    Attributes
+    ----------
+    totals : PoolTable
+        One pooled analysis per ``by`` value over all its subgroups (its own tau²);
+        the group key is the ``by`` value (``None`` without ``by``).
+    subgroups : PoolTable
+        One pooled analysis per ``by`` × subgroup (each with its own tau²); its
+        summary has the columns ``by`` (when given) and the subgroup column.
+    studies : DataFrame
+        One row per study: ``by`` (when given), the subgroup, ``study, yi, vi,
+        ci_lower, ci_upper``, ``weight_total`` (percent of the analysis's
+        total) and ``weight_subgroup`` (percent of its subgroup's total).
+    differences : DataFrame
+        Per analysis, the test for subgroup differences: ``q_between``,
+        ``q_between_df``, ``q_between_pvalue``, ``i2_between``.
+    """
+
+    by: str | None
+    subgroup: str
+    totals: PoolTable
+    subgroups: PoolTable
+    studies: pd.DataFrame
+    differences: pd.DataFrame
+
+
+def pool_subgroups(frame: pd.DataFrame, measure: str, subgroup: str, *, by: str | None = None,
+                   **pool_kw) -> SubgroupTable:
+    """Pool every subgroup and every analysis's total, with both kinds of study weight.
+
+    RevMan 5 pools each subgroup on its own (its own tau², never a common
+    one: R meta's ``settings.meta("RevMan5")`` sets ``tau.common = FALSE``) and
+    the overall total from all studies of the analysis (its own tau²). It
+    stores a study's weight as a percent of the overall total when the
+    analysis shows one, and of its subgroup's total when it shows subgroup
+    totals only; both are returned, so a stored WEIGHT can be compared with
+    the one that applies. The test for subgroup differences is Cochran's Q of
+    the subgroup estimates with weights ``1/se²`` on (number of subgroups - 1)
+    df, and its I² (Deeks & Higgins 2010; Borenstein et al. 2009, chapter 19).
+
+    Two vectorised :func:`pool` calls in all (totals, subgroups), whatever the
+    number of analyses.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The studies of all analyses, one row per study.
+    subgroup : str
+        Column naming each study's subgroup.
+    by : str, optional
+        Column naming the analysis (e.g. comparison and outcome); study labels
+        must be unique within it.
+    **pool_kw
+        Passed to :func:`pool` (method, test, level, convention, ...).
+
+    Returns
+    -------
+    SubgroupTable
+    """
+    file = frame.attrs.get("source", "<data>")
+    for col in (subgroup,) + ((by,) if by else ()):
+        if col not in frame.columns:
+            raise InputError(f"missing column '{col}'", file=file)
+    work = frame.reset_index(drop=True)
+    attrs = dict(frame.attrs)
+    key = "_analysis" if by is None else by
+    if by is None:
+        work = work.assign(_analysis=0)
+    sub_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([work[key], work[subgroup]]), sort=False)
+    work = work.assign(_subgroup_key=sub_codes)
+    work.attrs.update(attrs)
+    totals = pool(work, measure, by=key, **pool_kw)
+    subs = pool(work, measure, by="_subgroup_key", **pool_kw)
+    first = work.drop_duplicates("_subgroup_key").set_index("_subgroup_key")
+    summ = subs.summary.copy()
+    summ.insert(0, subgroup, first.loc[summ["_subgroup_key"], subgroup].to_numpy())
+    if by is not None:
+        summ.insert(0, by, first.loc[summ["_subgroup_key"], by].to_numpy())
+    studies = pd.DataFrame({subgroup: work[subgroup].to_numpy()})
+    if by is not None:
+        studies.insert(0, by, work[by].to_numpy())
+    studies = pd.concat([studies, totals.studies.drop(columns=[key]).reset_index(drop=True)], axis=1)
+    studies = studies.rename(columns={"weight": "weight_total"})
+    studies["weight_subgroup"] = subs.studies["weight"].to_numpy()
+    # test for subgroup differences, per analysis (vectorised over analyses)
+    codes, keys = pd.factorize(first.loc[summ["_subgroup_key"], key].to_numpy(), sort=False)
+    est, se = summ["estimate"].to_numpy(float), summ["se"].to_numpy(float)
+    ok = np.isfinite(est) & np.isfinite(se) & (se > 0)
+    seg = _core.Segments(codes[ok], len(keys))
+    w = 1 / se[ok] ** 2
+    mu = seg.sum(w * est[ok]) / seg.sum(w)
+    qb = seg.sum(w * (est[ok] - mu[seg.g]) ** 2)
+    dfb = seg.k - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(dfb > 0, stats.chi2.sf(qb, np.maximum(dfb, 1)), np.nan)
+        i2 = np.where(qb > 0, np.maximum(0.0, 100 * (qb - dfb) / qb), 0.0)
+    diff = pd.DataFrame({key: keys, "q_between": np.where(dfb > 0, qb, np.nan),
+                         "q_between_df": np.maximum(dfb, 0).astype(int), "q_between_pvalue": p,
+                         "i2_between": np.where(dfb > 0, i2, np.nan)})
+    subs = PoolTable(by="_subgroup_key", summary=summ, studies=subs.studies, measure=subs.measure,
+                     method=subs.method, test=subs.test, level=subs.level, corrections=subs.corrections,
+                     excluded=subs.excluded, warnings=subs.warnings, convention=subs.convention,
+                     study_level=subs.study_level)
+    if by is None:
+        diff = diff.drop(columns=[key])
+    return SubgroupTable(by=by, subgroup=subgroup, totals=totals, subgroups=subs, studies=studies,
+                         differences=diff)

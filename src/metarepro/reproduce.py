@@ -33,16 +33,28 @@ DEFAULT_TOLERANCE = 0.10
 
 
 def published_method(target: dict) -> tuple[str, str]:
-    """Our method code for a target, and how it was chosen."""
+    """Our method code for a target, and how it was chosen.
+
+    ``MH`` with a random-effects model is RevMan's "M-H, Random", our ``MH-DL``.
+    """
     m = (target.get("method") or "").strip()
     code = m.upper()
+    model = (target.get("model") or "").lower()
+    if code == "MH" and "random" in model:
+        return "MH-DL", (f"published '{m}' with model '{target.get('model')}' read as RevMan's M-H, Random "
+                         "(MH-DL: DerSimonian-Laird tau² from Q about the MH estimate)")
     if code in METHODS:
         return code, f"as published ({m})"
-    model = (target.get("model") or "").lower()
     if "fixed" in model or "common" in model:
         return "FE", f"published model '{target.get('model')}' read as inverse-variance common effect"
     return "DL", (f"published model '{target.get('model') or 'not stated'}', method '{m or 'not stated'}': "
                   "assumed DerSimonian-Laird, the default of RevMan and most meta-analyses")
+
+
+def target_convention(spec: dict, target: dict) -> str:
+    """The computing convention of a target: its own ``convention`` where the YAML
+    names one, else the analysis's, else metafor's (metarepro.conventions)."""
+    return target.get("convention") or spec.get("convention") or "metafor"
 
 
 def decimals_of(target: dict) -> int:
