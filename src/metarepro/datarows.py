@@ -19,6 +19,7 @@ outcome says that measure and method were inferred.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io as _io
 import math
@@ -85,18 +86,20 @@ def _nonzero(values) -> bool:
     return False
 
 
-def data_types(rows: pd.DataFrame) -> list[str]:
+def data_types(rows: list[dict]) -> list[str]:
     """Data types an analysis's rows could hold, from the columns they fill with
     non-zero numbers. The export fills unused columns with zeros and sometimes
     with RevMan's internal values (a Variance beside 2x2 counts), so more than
     one may be plausible; :func:`infer_settings` picks the one whose study
     effects match the printed ones."""
-    col = lambda c: rows[c] if c in rows else pd.Series([], dtype=str)
+    def col(c):
+        return [r.get(c, "") for r in rows]
+
     out = []
     if _nonzero(col("Experimental SD")) or _nonzero(col("Control SD")):
         out.append("continuous")
     if (_nonzero(col("Experimental N")) or _nonzero(col("Control N"))) and any(
-            not _blank(v) for v in list(col("Experimental cases")) + list(col("Control cases"))):
+            not _blank(v) for v in col("Experimental cases") + col("Control cases")):
         out.append("dichotomous")
     if _nonzero(col("GIV SE")):
         out.append("generic inverse variance")
@@ -135,62 +138,60 @@ def read_data_rows(path: str | Path, *, infer: bool = True) -> Review:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"is not UTF-8 text (byte {exc.start})", file=name) from None
+    reader = csv.reader(_io.StringIO(text))
     try:
-        frame = pd.read_csv(_io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"is not a readable CSV table ({' '.join(str(exc).split())})", file=name) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in REQUIRED if c not in frame.columns]
+        header = [c.strip() for c in next(reader)]
+        table = [dict(zip(header, (v.strip() for v in row))) for row in reader if any(v.strip() for v in row)]
+    except (csv.Error, StopIteration) as exc:
+        raise InputError(f"is not a readable CSV table ({exc})", file=name) from None
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise InputError(f"is not a Cochrane data-rows export: missing column(s) {', '.join(missing)}",
                          file=name)
-    doi = ""
-    if "review_doi" in frame.columns and frame["review_doi"].str.strip().ne("").any():
-        doi = frame["review_doi"].str.strip().iloc[0]
+    doi = next((r["review_doi"] for r in table if r.get("review_doi")), "")
     cd = re.search(r"CD\d{6}", doi or path.name)
     review = Review(file=name, format="cochrane-data-rows", title="", doi=doi, cd=cd.group(0) if cd else "",
                     review_id="", sha256=hashlib.sha256(raw).hexdigest(), software="Cochrane data-rows export")
-    decimals = max((len(v.split(".")[1]) for c in PRINTED for v in frame[c] if "." in v), default=0)
-    review.printed_decimals = decimals
-    rob_cols = [c for c in frame.columns if c.endswith("(judgement)")]
-    frame["_line"] = np.arange(len(frame)) + 2
-    for (grp, num), rows in frame.groupby(["Analysis group", "Analysis number"], sort=False):
-        where = f"Analysis {grp}.{num} ({rows['Analysis name'].iloc[0] if 'Analysis name' in rows else ''!r})"
+    review.printed_decimals = max((len(r[c].split(".")[1]) for r in table for c in PRINTED if "." in r.get(c, "")),
+                                  default=0)
+    rob_cols = [c for c in header if c.endswith("(judgement)")]
+    groups: dict[tuple, list] = {}
+    for line, r in enumerate(table, start=2):
+        r["_line"] = line
+        groups.setdefault((r["Analysis group"], r["Analysis number"]), []).append(r)
+    for (grp, num), rows in groups.items():
+        title = rows[0].get("Analysis name", "")
+        where = f"Analysis {grp}.{num} ({title!r})"
         types = data_types(rows)
         dtype = types[0] if types else None
         if dtype is None:
             review.problems.append(problem_line(path.name, where, "not imported: no counts, means/SDs, GIV "
                                                 "or O-E values to tell the data type"))
             continue
-        out = Outcome(comparison_no=str(grp), comparison="", outcome_no=str(num),
-                      name=rows["Analysis name"].iloc[0] if "Analysis name" in rows else "", data_type=dtype,
+        out = Outcome(comparison_no=str(grp), comparison="", outcome_no=str(num), name=title, data_type=dtype,
                       revman_measure="", measure=None, method=None, revman_method="", random=False,
                       ci_study=95.0, ci_total=95.0, log_data=False, totals_shown=True,
-                      subgroups=bool("Subgroup" in rows and rows["Subgroup"].str.strip().ne("").any()),
+                      subgroups=any(r.get("Subgroup") for r in rows),
                       group_labels=("", ""), favours=("", ""))
         out.candidate_types = types
-        numbers = {}
-        if "Subgroup number" in rows:
-            numbers = {s: n for s, n in zip(rows["Subgroup"], rows["Subgroup number"]) if s}
+        numbers = {r["Subgroup"]: r["Subgroup number"] for r in rows if r.get("Subgroup") and r.get("Subgroup number")}
         seen = {}
-        for _, r in rows.iterrows():
-            vals = {dst: r[src].strip() for t in types for src, dst in COLUMNS[t].items()
-                    if src in r and not _blank(r[src])}
-            sub = r.get("Subgroup", "").strip()
+        for r in rows:
+            vals = {dst: r[src] for t in types for src, dst in COLUMNS[t].items() if not _blank(r.get(src, ""))}
+            sub = r.get("Subgroup", "")
             if sub and sub not in numbers:
                 numbers[sub] = str(seen.setdefault(sub, len(seen) + 1))
-            pub = {dst: r[src].strip() for src, dst in (("Mean", "estimate"), ("CI start", "ci_lower"),
-                                                        ("CI end", "ci_upper"), ("Weight", "weight"))
-                   if not _blank(r[src])}
-            quote = "; ".join(f"{c}={r[c].strip()}" for c in list(COLUMNS[dtype]) + list(PRINTED)
-                              if c in r and not _blank(r[c]))
-            s = StudyRow(study=r["Study"].strip(), year=r.get("Study year", "").strip(), subgroup=sub,
+            pub = {dst: r[src] for src, dst in (("Mean", "estimate"), ("CI start", "ci_lower"),
+                                                ("CI end", "ci_upper"), ("Weight", "weight"))
+                   if not _blank(r.get(src, ""))}
+            quote = "; ".join(f"{c}={r[c]}" for c in list(COLUMNS[dtype]) + list(PRINTED)
+                              if not _blank(r.get(c, "")))
+            s = StudyRow(study=r["Study"], year=r.get("Study year", ""), subgroup=sub,
                          subgroup_no=numbers.get(sub, ""), data=vals, published=pub,
-                         estimable=False if "estimate" not in pub else None,
-                         quote=quote, order=int(r["_line"]))
-            s.in_overall = r.get("Applicability", "").strip() != "SUBGROUP_ONLY"
+                         estimable=False if "estimate" not in pub else None, quote=quote, order=r["_line"],
+                         in_overall=r.get("Applicability", "") != "SUBGROUP_ONLY")
             for c in rob_cols:
-                j = JUDGEMENT.get(r[c].strip().lower())
+                j = JUDGEMENT.get(r[c].lower())
                 if j:
                     s.risk_of_bias[c.removesuffix(" (judgement)")] = j
             bad = impossible(vals, dtype)

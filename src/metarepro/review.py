@@ -146,10 +146,17 @@ def _pool_all(frame: pd.DataFrame, measure: str, method: str, test: str, level: 
             if not isinstance(row, (int, np.integer)) or not (0 <= row < len(sub)):
                 problems.append(f"{describe(None)}: {measure} {method}: engine error: {err.problem}")
                 return None, None
-            keep[idx[row]] = False
-            problems.append(f"{describe(int(idx[row]))}: the engine rejects this study "
-                            f"({err.column}: {err.problem}); RevMan lists such a study as not estimable; "
-                            "pooled without it")
+            drop = [int(idx[row])]
+            if err.column in frame.columns and ("must be > 0" in err.problem or "empty cell" in err.problem):
+                # every row with the same fault at once (one engine call per kind of fault, not per row)
+                v = pd.to_numeric(frame[err.column], errors="coerce").to_numpy()
+                bad = keep & (~(v > 0) if "must be > 0" in err.problem else np.isnan(v))
+                drop = sorted(set(drop) | set(np.flatnonzero(bad).tolist()))
+            for i in drop:
+                keep[i] = False
+                problems.append(f"{describe(i)}: the engine rejects this study "
+                                f"({err.column}: {err.problem.split(' (got')[0]}); RevMan lists such a study as "
+                                "not estimable; pooled without it")
             continue
         st = res.studies.copy()
         st["_row"] = idx
