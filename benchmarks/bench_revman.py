@@ -30,10 +30,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from metarepro.datarows import read_data_rows  # noqa: E402
-from metarepro.names import METHODS  # noqa: E402
-from metarepro.review import engine_blocks, reproduce  # noqa: E402
-from metarepro.revman import read_rm5  # noqa: E402
+from metarepro.datarows import read_data_rows
+from metarepro.names import METHODS
+from metarepro.review import engine_blocks, reproduce
+from metarepro.revman import read_rm5
 
 
 def largest() -> Path:
@@ -71,8 +71,8 @@ def main() -> int:
             continue
         rows.append(f.assign(measure=measure, method=method, level=level,
                              block_key=f["key"] + "|" + measure + "|" + method))
-    lines = [f"file: {path.name} ({review.format}); {len(review.outcomes)} analyses, {n_keys} pooled analyses "
-             f"and subgroups, {sum(len(o.studies) for o in review.outcomes)} study rows"]
+    lines = [(f"file: {path.name} ({review.format}); {len(review.outcomes)} analyses, {n_keys} pooled analyses "
+             f"and subgroups, {sum(len(o.studies) for o in review.outcomes)} study rows")]
     s = rep.summary()
     lines.append(f"metarepro: read + infer + pool + compare, median of {args.repeat}: {statistics.median(times):.2f} s "
                  f"(totals {s['totals_reproduced']}/{s['totals']}, study effects "

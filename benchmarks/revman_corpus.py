@@ -22,9 +22,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from metarepro.datarows import read_data_rows  # noqa: E402
-from metarepro.review import reproduce  # noqa: E402
-from metarepro.revman import read_rm5  # noqa: E402
+from metarepro.datarows import read_data_rows
+from metarepro.review import reproduce
+from metarepro.revman import read_rm5
 
 
 def main() -> int:
@@ -54,13 +54,13 @@ def main() -> int:
     for fmt, g in st.groupby("format"):
         for col in ("effect_agrees", "ci_agrees", "weight_agrees"):
             c = g[col].dropna()
-            print(f"{fmt}: study {col.split('_')[0]}: {int((c == True).sum())} of {len(c)} "  # noqa: E712
-                  f"({100 * (c == True).mean():.2f}%)")  # noqa: E712
+            print(f"{fmt}: study {col.split('_')[0]}: {int((c == True).sum())} of {len(c)} "
+                  f"({100 * (c == True).mean():.2f}%)")
         for m, gm in g.groupby("method"):
             c = gm["weight_agrees"].dropna()
             e = gm["effect_agrees"].dropna()
-            print(f"  method {m}: effects {int((e == True).sum())}/{len(e)}, weights "  # noqa: E712
-                  f"{int((c == True).sum())}/{len(c)}")  # noqa: E712
+            print(f"  method {m}: effects {int((e == True).sum())}/{len(e)}, weights "
+                  f"{int((c == True).sum())}/{len(c)}")
     print("problems (grouped):")
     for k, v in problems.most_common(15):
         print(f"  {v:6d}  {k}")
