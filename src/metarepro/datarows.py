@@ -247,6 +247,7 @@ def _scores(review, frame, measure, method, what, decimals) -> dict[int, tuple[i
     if st is None:
         return {}
     st = st.merge(frame[["_outcome", "_study"]], left_on="_row", right_index=True)
+    zs: dict[int, list] = {}
     ratio_measure = measure in ("RR", "OR") or what == "ratio"
     for rec in st.to_dict("records"):
         o = review.outcomes[int(rec["_outcome"])]
@@ -265,7 +266,27 @@ def _scores(review, frame, measure, method, what, decimals) -> dict[int, tuple[i
         n[1] += 1
         n[0] += _agree(ours, float(p), decimals)
         n.append(abs(ours - float(p)) / max(abs(float(p)), 1e-6))
+        if what != "weight":  # the z the printed CI implies, for its level
+            lo, hi = _float0(s.published.get("ci_lower")), _float0(s.published.get("ci_upper"))
+            g = math.log if ratio_measure else (lambda x: x)
+            try:
+                zs.setdefault(int(rec["_outcome"]), []).append((g(hi) - g(lo)) / (2 * math.sqrt(rec["vi"])))
+            except (TypeError, ValueError, ZeroDivisionError):
+                pass
+    _scores.implied_z = {k: float(np.median(v)) for k, v in zs.items() if v}
     return {k: (v[0], v[1], float(np.median(v[2:])) if len(v) > 2 else math.inf) for k, v in out.items()}
+
+
+def _level_of(z: float | None) -> float | None:
+    """The CI level (percent) whose normal quantile is ``z`` (90, 95, 99 or 99.9), within 0.1%."""
+    from ._dist import norm
+
+    if z is None or not np.isfinite(z):
+        return None
+    for level in (95.0, 99.0, 90.0, 99.9):
+        if abs(z / norm.isf((1 - level / 100) / 2) - 1) < 1e-3:
+            return level
+    return None
 
 
 def infer_settings(review: Review) -> None:
@@ -293,15 +314,16 @@ def infer_settings(review: Review) -> None:
             what = "effect"
             if measure == "GEN":
                 what = "ratio" if rm in ("HR", "PETO_OR") else "identity"
-            for oi, (hit, n, err) in _scores(review, frame, measure, method, what, d).items():
+            scores = _scores(review, frame, measure, method, what, d)
+            for oi, (hit, n, err) in scores.items():
                 tried.setdefault(oi, []).append(f"{rm} ({dtype})")
                 if oi not in best or (hit, -err) > (best[oi][0], -best[oi][5]):
-                    best[oi] = (hit, n, measure, rm, dtype, err)
+                    best[oi] = (hit, n, measure, rm, dtype, err, _scores.implied_z.get(oi))
         for oi, t in saved.items():
             review.outcomes[oi].data_type = t
     by_type = {}
     for oi, out in enumerate(review.outcomes):
-        hit, n, measure, rm, dtype, err = best.get(oi, (0, 0, None, None, out.data_type, math.inf))
+        hit, n, measure, rm, dtype, err, z = best.get(oi, (0, 0, None, None, out.data_type, math.inf, None))
         if rm is None:
             review.problems.append(problem_line(Path(review.file).name, out.label,
                                                 "measure could not be inferred (no study could be pooled)"))
@@ -312,6 +334,11 @@ def infer_settings(review: Review) -> None:
                                                if hit == 0 else "")
                             + f" (tried {', '.join(dict.fromkeys(tried.get(oi, [])))})")
         by_type.setdefault(dtype, []).append(oi)
+        level = _level_of(z)
+        if level is not None and level != 95.0:
+            out.ci_study = out.ci_total = level
+            out.inferred.append(f"study CI level {level:g}%: the printed CIs are {z:.4f} standard errors wide "
+                                "on each side")
     for dtype, idx in by_type.items():
         frame = _key_rows(review, idx)
         # --- method: per chosen measure, compare the printed weights
