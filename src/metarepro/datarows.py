@@ -242,6 +242,7 @@ def _scores(review, frame, measure, method, what, decimals) -> dict[int, tuple[i
     relative difference: the tie-break when no candidate matches exactly)."""
     from .review import _agree, _pool_all
 
+    frame = frame.reset_index(drop=True)  # "_row" of the engine's table is a position in this frame
     _, st = _pool_all(frame, measure, method, "z", 95.0, [], lambda i: review.file)
     out: dict[int, list] = {}
     if st is None:
