@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metarepro import InputError
-from metarepro.extracted import check_csv, check_spec, discover, load_analysis
+from metarepro import InputError, io
+from metarepro.extracted import DATA_COLUMNS, check_csv, check_spec, discover, load_analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRACTED = ROOT / "data" / "extracted"
@@ -116,3 +116,37 @@ def test_missing_provenance_column(tmp_path):
     c.write_text("study,outcome,events_t,total_t,events_c,total_c\nA,hip,1,2,1,2\n")
     with pytest.raises(InputError, match="missing column 'source'"):
         check_csv(c)
+
+
+def test_count_printed_in_words_matches_its_numeral(tmp_path):
+    # the Sato 2002 abstract prints its hip counts in words: "eight at the hip", "one hip fracture"
+    row = ('A,2001,hip,1,60,8,60,10.1000/a,https://example.org/a,abstract,'
+           '"60 received MK-4 and the remaining 60 did not. Ten patients sustained fractures (eight at the hip) '
+           'in the untreated group, and One hip fracture occurred among treated patients",\n')
+    c, y = files(tmp_path, rows=row)
+    assert load_analysis(c, y).rows("hip")["events_c"].iloc[0] == "8"
+
+
+def test_number_word_must_be_a_whole_word(tmp_path):
+    # "eighteen" and "weight" do not print 8; "someone" does not print 1
+    row = ('A,2001,hip,1,60,8,60,10.1000/a,https://example.org/a,abstract,'
+           '"60 vs 60; eighteen fractures by weight; someone fell",\n')
+    c, y = files(tmp_path, rows=row)
+    with pytest.raises(InputError) as exc:
+        load_analysis(c, y)
+    assert exc.value.column == "events_t" and "1 does not appear in the quote" in str(exc.value)
+
+
+FAMILIES = [set(f) for f in (io.BINARY, io.CONTINUOUS, io.CORRELATION, io.GENERIC_CI, io.GENERIC_VI,
+                             io.GENERIC_SEI)]
+
+
+@pytest.mark.parametrize("name", ANALYSES)
+def test_each_row_fills_exactly_one_family(name):
+    # counts where counts were printed, an estimate with its CI where only that was: never both,
+    # never a family half filled (data/extracted/README.md, rule 2)
+    an = load_analysis(EXTRACTED / f"{name}.csv", EXTRACTED / f"{name}.yaml")
+    cols = [c for c in DATA_COLUMNS if c in an.table.columns]
+    for i, row in an.table.iterrows():
+        filled = {c for c in cols if row[c].strip()}
+        assert filled in FAMILIES, f"{name}.csv line {i + 2}: filled {sorted(filled)}"

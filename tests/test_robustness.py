@@ -232,3 +232,89 @@ def test_diagnostic_figures_draw_one_mark_per_trial(bcg_report):
     np.testing.assert_allclose(sizes, 600 * w / w.max())
     na = figures.not_applicable_figure("k = 1")
     assert "k = 1" in na.axes[0].texts[0].get_text()
+
+
+EXTRAS = {e["id"]: e["result"] for e in json.loads((HERE / "metafor_extras.json").read_text())["diagnostics"]}
+
+
+def test_robustness_report_extras_are_metafors():
+    """tau² intervals, Henmi-Copas, fail-safe N and BLUPs in the report: metafor's confint(type="PL"),
+    confint() of the meta-regression, hc(), fsn() and blup() on the same data (make_extras.R)."""
+    an = analysis(BCG, moderators=["ablat"])
+    rep = robustness(an, "o", method="REML", test="z").report
+    pl = EXTRAS["bcg/tau2_pl/REML/z"]
+    assert rep["tau2_ci"]["pl"]["tau2_ci_lower"] == pytest.approx(pl["ci_lower"], rel=1e-5)
+    assert rep["tau2_ci"]["pl"]["tau2_ci_upper"] == pytest.approx(pl["ci_upper"], rel=1e-5)
+    reg = rep["meta_regression"][0]["tau2_ci"]
+    for key, ref in (("qp", "bcg_mods/tau2_qp/REML/z/mods=~ablat"), ("pl", "bcg_mods/tau2_pl/REML/z/mods=~ablat")):
+        assert reg[key]["tau2_ci_upper"] == pytest.approx(EXTRAS[ref]["ci_upper"], rel=1e-5)
+    hc = EXTRAS["bcg/hc/REML/z"]
+    ss = rep["small_study"]
+    assert ss["henmi_copas"]["ci_lower_natural"] == pytest.approx(math.exp(hc["ci_lower"]), rel=1e-6)
+    for kind in ("Rosenthal", "Orwin", "Rosenberg"):
+        assert ss["fail_safe_n"][kind.lower()]["fsn"] == EXTRAS[f"bcg/fsn/type={kind}"]["fsn"]
+    blup = EXTRAS["bcg/blup/REML/z"]
+    got = [r["pred_natural"] for r in rep["influence"]["blup"]]
+    assert got == pytest.approx(np.exp(blup["pred"]), rel=1e-6)
+    assert "profile-likelihood CI" in robustness(an, "o", method="REML", test="z").markdown
+
+
+MV = {c["id"]: c for c in json.loads((HERE / "metafor_multilevel.json").read_text())["cases"]}
+
+
+def test_shared_control_arm_with_counts_is_modelled_as_main_analysis():
+    """Main analysis: metafor's rma.mv(yi, V, random = ~ 1 | id, test = "t") with V from the shared
+    arm (make_multilevel.R, case arms_toy/RR/id/REML/t, on this same table); the old split is a
+    sensitivity row and equals the heterogeneity report's split fit."""
+    r = MV["arms_toy/RR/id/REML/t"]["result"]
+    rb = robustness(analysis(ARMS), "o")
+    ma = rb.report["multi_arm"]
+    assert ma["groups"] == [["T (high vs low)", "T (mid vs low)"]]
+    assert ma["covariance"].startswith("from the arm data")
+    assert rb.report["estimate"] == pytest.approx(math.exp(r["beta"][0]), rel=1e-5)
+    assert rb.report["ci_lower"] == pytest.approx(math.exp(r["ci.lb"][0]), rel=1e-5)
+    assert rb.report["ci_upper"] == pytest.approx(math.exp(r["ci.ub"][0]), rel=1e-5)
+    assert ma["main"]["qe"] == pytest.approx(r["QE"], rel=1e-10)
+    split, first = ma["sensitivity"]
+    rep, _ = heterogeneity(analysis(ARMS), "o")
+    assert split["estimate"] == pytest.approx(rep["estimate_natural"], rel=1e-12) and split["k"] == 3
+    assert first["k"] == 2
+    assert rb.markdown.startswith("# Robustness") and "Main model: multilevel model" in rb.markdown
+    assert "| sensitivity: control arm split evenly" in rb.markdown
+
+
+def test_reproduction_modern_analysis_is_the_multilevel_model():
+    target = {"outcome": "o", "label": "x", "estimate": 0.5, "ci_lower": 0.3, "ci_upper": 0.8, "source": "PMID:1",
+              "scale": "ratio", "method": "unknown"}
+    (row,) = reproduction_rows(analysis(ARMS, targets=[target]))
+    r = MV["arms_toy/RR/id/REML/t"]["result"]
+    assert row["modern_estimate"] == pytest.approx(math.exp(r["beta"][0]), rel=1e-5)
+    assert "modern re-analysis: multilevel model" in row["reason"]
+
+
+def test_generic_dose_response_is_a_labelled_sensitivity_analysis():
+    """Two generic contrasts of one trial sharing the control arm (Burt 2019's radius numbers), joint
+    through the YAML key multi_arm. With rho = 0 the no-intercept common-effect slope is by hand
+    sum(w x y) / sum(w x²), x = (dose - 400)/1000 = 3.6, 9.6, w = 1/se², se = CI width / (2 z)."""
+    rows = pd.DataFrame({"study": ["Burt", "Burt"], "comparison": ["4000 vs 400", "10000 vs 400"],
+                         "arm_c": ["400", "400"], "dose": [4000, 10000], "estimate": [-3.9, -7.5],
+                         "ci_lower": [-6.5, -10.1], "ci_upper": [-1.3, -5.0]})
+    t = pd.concat([rows.iloc[[0]].assign(outcome="a"), rows.iloc[[1]].assign(outcome="b")]).astype(str)
+    spec = {"analysis": "t", "title": "test", "claim": "c", "measure": "MD", "targets": [], "trials": [],
+            "outcomes": [{"name": "a"}, {"name": "b"}],
+            "multi_arm": [{"outcomes": ["a", "b"], "dose": "dose", "control_dose": 400, "dose_per": 1000}]}
+    an = Analysis(name="t", spec=spec, table=t.reset_index(drop=True), csv_path="t.csv", yaml_path="t.yaml")
+    rb = robustness(an, "a")
+    (joint,) = rb.report["multi_arm"]["joint"]
+    assert joint["covariance"].startswith("not built") and joint["main"] is None
+    dr = joint["dose_response"]
+    assert any("only 1 trial" in b for b in dr["blocked_by"])
+    assert any("generic effects" in b for b in dr["blocked_by"])
+    assert [a["rho"] for a in dr["assumed"]] == [0.0, 0.5, 0.8]
+    z = 1.959963984540054
+    se = np.array([5.2, 5.1]) / (2 * z)
+    x, y, w = np.array([3.6, 9.6]), np.array([-3.9, -7.5]), 1 / se**2
+    assert dr["assumed"][0]["slope"] == pytest.approx(np.sum(w * x * y) / np.sum(w * x * x), rel=1e-12)
+    assert dr["assumed"][0]["se"] == pytest.approx(np.sum(w * x * x) ** -0.5, rel=1e-12)
+    assert "**Not evidence**" in rb.markdown and "What limits it:" in rb.markdown
+    assert rb.report["multi_arm"]["shared_with_outcomes"] == ["b"]

@@ -23,14 +23,16 @@ __all__ = [
     "PoolTable",
     "compute_effects",
     "pool",
+    "pool_mv",
     "pool_subgroups",
     "read_table",
 ]
 __version__ = "0.1.0"
 
 # Imported on first use, so that light modules (metarepro.plan) load without the statistics stack.
-_LAZY = {"pool": "pooling", "pool_subgroups": "pooling", "PoolResult": "pooling", "PoolTable": "pooling", "FIELDS": "pooling",
-         "METHODS": "pooling", "TESTS": "pooling", "read_table": "io", "compute_effects": "effects",
+_LAZY = {"pool": "pooling", "pool_subgroups": "pooling", "PoolResult": "pooling", "PoolTable": "pooling",
+         "FIELDS": "pooling", "METHODS": "pooling", "TESTS": "pooling", "pool_mv": "multilevel",
+         "read_table": "io", "compute_effects": "effects",
          "InputError": "errors", "MetareproWarning": "errors"}
 
 

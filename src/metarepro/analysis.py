@@ -32,11 +32,16 @@ from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 
 
-def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> pd.DataFrame:
+def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None, *,
+                  split_shared: bool = True) -> pd.DataFrame:
     """The rows of one outcome (optionally one comparison) ready for :func:`pool`.
 
     Study labels are made unique by appending the comparison where a trial
-    contributes several comparisons (multi-arm trials).
+    contributes several comparisons (multi-arm trials). Comparisons sharing a
+    control arm are split or dropped as :func:`_shared_controls` says, so that
+    the univariate engine never counts an arm twice; ``split_shared=False``
+    keeps the rows and their trial labels as extracted, for the multilevel model
+    (:func:`metarepro.multiarm.multi_arm_section`), which models their covariance.
     """
     rows = an.rows(outcome)
     if comparison is not None and "comparison" in rows.columns:
@@ -44,6 +49,10 @@ def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None) -> 
         lines = [ln for ln, k in zip(rows.attrs["lines"], keep) if k]
         rows = rows[keep].reset_index(drop=True)
         rows.attrs.update(source=an.csv_path, lines=lines, first_line=None)
+    if not split_shared:  # trial labels stay as extracted: they say which comparisons share an arm
+        rows.attrs.setdefault("arm_corrections", [])
+        rows.attrs.setdefault("arm_excluded", [])
+        return rows
     rows = _shared_controls(rows)
     if "comparison" in rows.columns and rows["study"].duplicated().any():
         attrs = dict(rows.attrs)
@@ -251,6 +260,14 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
                      f"{bound(r['tau2_ci_upper'], r['tau2_ci_upper_censored'], 'upper', 4)} | {_fmt(r['i2'], 1)} "
                      f"| {_fmt(est)} | {_fmt(lo)}–{_fmt(hi)} "
                      f"| {_fmt(plo)}–{_fmt(phi)} |")
+    shared = _modelled_shared_arms(an, outcome)
+    if shared:
+        report["multi_arm_main"] = shared
+        lines += ["", ("Comparisons sharing a control arm (" + "; ".join(", ".join(g) for g in shared["groups"])
+                       + ") are pooled above with the control arm split among them; the main analysis models "
+                       "their covariance from the arm data (multilevel model: estimate "
+                       f"{_fmt(shared['estimate'])} ({_fmt(shared['ci_lower'])} to {_fmt(shared['ci_upper'])})); "
+                       "see the robustness report.")]
     lines += ["", "## Corrected and excluded studies", ""]
     lines += correction_lines(report["corrections"], report["excluded"],
                               none="None: every study entered as extracted.")
@@ -258,6 +275,27 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
         lines += ["", "## Integrity flags", ""]
         lines += [f"- {s}: {f}" for s, f in an.flagged().items()]
     return report, "\n".join(lines) + "\n"
+
+
+def _modelled_shared_arms(an: Analysis, outcome: str, comparison: str | None = None, method: str = "REML",
+                         test: str = "knha", level: float = 95) -> dict | None:
+    """The multilevel main analysis of an outcome whose comparisons share control arms and
+    carry arm data (None otherwise): :func:`metarepro.multiarm.multi_arm_section`'s ``main``
+    with the groups."""
+    from .multiarm import multi_arm_section, shared_arm_groups
+
+    rows = outcome_frame(an, outcome, comparison, split_shared=False)
+    if rows.empty or not shared_arm_groups(rows):
+        return None
+    cols = set(rows.columns)
+    if not (set(io.BINARY) <= cols or set(io.CONTINUOUS) <= cols):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sec = multi_arm_section(rows, an.measure_of(outcome), method=method, test=test, level=level)
+    if not sec.get("main"):
+        return None
+    return dict(sec["main"], groups=sec["groups"])
 
 
 def correction_lines(corrections: list, excluded: list, none: str) -> list[str]:
@@ -406,6 +444,11 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
         rec.update(modern_estimate=mn["estimate_natural"], modern_ci_lower=mn["ci_lower_natural"],
                    modern_ci_upper=mn["ci_upper_natural"], modern_pi_lower=mn["pi_lower_natural"],
                    modern_pi_upper=mn["pi_upper_natural"])
+        shared = _modelled_shared_arms(an, t["outcome"], t.get("comparison"), modern[0], modern[1], level)
+        if shared:  # comparisons share control arms: the multilevel model is the modern analysis
+            rec.update(modern_estimate=shared["estimate"], modern_ci_lower=shared["ci_lower"],
+                       modern_ci_upper=shared["ci_upper"], modern_pi_lower=shared["pi_lower"],
+                       modern_pi_upper=shared["pi_upper"])
         if t.get("estimate") is None:
             v = ("not_reproducible", "the published estimate is not printed in a readable source")
         else:
@@ -422,6 +465,8 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
             if frame.attrs.get("arm_corrections"):
                 v = (v[0], v[1] + "; " + "; ".join(f"{c['study']}: {c['action']}"
                                                    for c in frame.attrs["arm_corrections"]))
+            if shared:
+                v = (v[0], v[1] + f"; modern re-analysis: {shared['model']}")
         rec.update(verdict=v[0], reason=v[1])
         out.append(rec)
     return out

@@ -16,11 +16,13 @@ import pandas as pd
 from scipy import special
 
 from . import _dist as stats
-from . import io
+from . import effects_cor, effects_means, effects_proportions, effects_rates, io, natural
+from .effects_common import TO_CHOICES, Rows
 from .errors import InputError
+from .names import TRANSFORM
 
-#: Continuity-correction conventions, as metafor's ``escalc(to=...)``.
-TO_CHOICES = ("only0", "all", "if0all", "none")
+#: Measures whose continuity correction is 0 unless given (metafor ``escalc``); 1/2 otherwise.
+NO_ADD_BY_DEFAULT = effects_proportions.NO_ADD_BY_DEFAULT + effects_rates.NO_ADD_BY_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class EffectTable:
     corrections, excluded : list of dict
         One entry per corrected / excluded study: ``row`` (position), ``study``,
         ``action`` or ``reason``.
+    size : ndarray or None
+        Per-study size the back-transformation needs (total for PFT,
+        person-time for IRFT; NaN for rows given as generic effects), else None.
     """
 
     yi: np.ndarray
@@ -52,6 +57,7 @@ class EffectTable:
     row_family: tuple = ()
     corrections: list = field(default_factory=list)
     excluded: list = field(default_factory=list)
+    size: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------
@@ -165,59 +171,7 @@ def fisher_z(r, n):
 # Reading and validating a table
 # --------------------------------------------------------------------------
 
-def _fail(frame, i, column, problem):
-    file = frame.attrs.get("source", "<data>")
-    raise InputError(problem, file=file, row=io.row_label(frame, int(i)), column=column)
-
-
-class _Rows:
-    """The rows of one input family: their positions in the table and their numbers.
-
-    Checks report the row as the user sees it (file line), whatever the family.
-    """
-
-    def __init__(self, frame, family, positions):
-        self.frame, self.family, self.pos = frame, family, positions
-        mask = np.zeros(len(frame), bool)
-        mask[positions] = True
-        full = io.numeric_columns(frame, family, rows=mask)
-        self.a = {c: full[c][positions] for c in family}
-        self.keep = np.ones(len(positions), bool)
-
-    def fail(self, i, column, problem):
-        _fail(self.frame, self.pos[i], column, problem)
-
-    def first(self, mask):
-        idx = np.flatnonzero(mask)
-        return idx[0] if idx.size else None
-
-    def whole(self, cols):
-        for c in cols:
-            i = self.first(self.a[c] != np.round(self.a[c]))
-            if i is not None:
-                self.fail(i, c, f"count {self.a[c][i]:g} is not a whole number")
-
-    def positive(self, cols, what, zero_ok=False):
-        """Fail on the first value <= 0 (< 0 with ``zero_ok``: a zero is then
-        "not estimable", see :meth:`unusable`)."""
-        for c in cols:
-            i = self.first(self.a[c] < 0 if zero_ok else self.a[c] <= 0)
-            if i is not None:
-                self.fail(i, c, f"{what} must be > 0 (got {self.a[c][i]:g})")
-
-    def unusable(self, mask, why, column, exclude, labels, excluded):
-        """Rows of ``mask`` have no estimate: with ``exclude`` they are listed as
-        "not estimable" (RevMan 5) and marked in ``self.keep``; else the first
-        one stops with an error (metafor). Rows already marked are not listed twice."""
-        new = np.flatnonzero(mask & self.keep)
-        if new.size and not exclude:
-            self.fail(new[0], column, f"not estimable: {why}")
-        for i in new:
-            excluded.append({"row": int(self.pos[i]), "study": labels[i], "reason": f"not estimable ({why})"})
-        self.keep[new] = False
-
-
-def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
+def compute_effects(frame: pd.DataFrame, measure: str, *, add: float | None = None,
                     to: str = "only0", drop00: bool | str = False,
                     ci_level: float = 95.0, group: np.ndarray | None = None,
                     smd: str = "exact", rd: str = "metafor",
@@ -231,13 +185,16 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
         families of :mod:`metarepro.io` (the form in which they were printed):
         rows of one table may mix families, e.g. 2x2 counts for some studies and
         an estimate with its CI for others (:func:`metarepro.io.row_families`).
-    measure : {"RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN"}
-    add : float
-        Continuity correction added to the cells of 2x2 tables (metafor: 1/2).
+    measure : str
+        One of :data:`metarepro.names.MEASURES` (metafor ``escalc`` names).
+    add : float or None
+        Continuity correction added to the cells of count data (2x2 tables,
+        proportions, rates). None: metafor's default, 1/2, or 0 for PAS, PFT,
+        IRS and IRFT.
     to : {"only0", "all", "if0all", "none"}
         Which studies get ``add``: those with a zero cell (default, as metafor's
         ``escalc``), all studies, all studies if any has a zero cell, or none.
-        Only rows given as 2x2 counts are concerned.
+        Only rows given as counts are concerned.
     drop00 : bool or "revman5"
         Exclude studies with no events (or only events) in both arms. metafor's
         ``escalc`` keeps them (default False). ``"revman5"``: RevMan 5's rule by
@@ -275,11 +232,15 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
     Notes
     -----
     For ``estimate,ci_lower,ci_upper`` input the standard error is recovered as
-    ``(g(upper) - g(lower)) / (2 z)`` with ``g = log`` for ratio measures (RR,
-    OR, ROM), ``atanh`` for ZCOR and the identity otherwise, and
+    ``(g(upper) - g(lower)) / (2 z)`` with ``g`` the measure's transformation
+    (:data:`metarepro.names.TRANSFORM`: ``log`` for ratio and log measures,
+    ``atanh`` for ZCOR/ZPCOR, logit, arcsine, square root; the identity
+    otherwise; PFT and IRFT depend on the study size and take no interval), and
     ``z = Φ⁻¹(1 - (1 - level)/2)`` (Higgins et al., Cochrane Handbook §6.3).
     """
     file = frame.attrs.get("source", "<data>")
+    if add is None:
+        add = 0.0 if measure in NO_ADD_BY_DEFAULT else 0.5
     if to not in TO_CHOICES:
         raise InputError(f"unknown continuity-correction rule to='{to}' "
                          f"(choose one of {', '.join(TO_CHOICES)})", file=file)
@@ -298,9 +259,19 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
     corrections: list = []
     excluded: list = []
     counts = None
+    size = np.full(n, np.nan) if natural.needs_size(measure) else None
     for fam in dict.fromkeys(fams):
         pos = np.array([i for i, f in enumerate(fams) if f == fam], dtype=np.intp)
-        rows = _Rows(frame, fam, pos)
+        rows = Rows(frame, fam, pos)
+        if fam in _OTHER_FAMILIES or (fam == io.CORRELATION and measure != "ZCOR"):
+            grp = None if group is None else np.asarray(group)[pos]
+            c = _other(rows, measure, add=add, to=to, drop00=drop00, group=grp, labels=labels[pos])
+            yi[pos], vi[pos] = c.yi, c.vi
+            corrections += c.corrections
+            excluded += c.excluded
+            if size is not None and c.size is not None:
+                size[pos] = c.size
+            continue
         if fam == io.BINARY:
             grp = None if group is None else np.asarray(group)[pos]
             y, v, c = _binary(rows, measure, labels[pos], add, to, drop00, grp, corrections, excluded,
@@ -321,10 +292,10 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float = 0.5,
     corrections.sort(key=lambda c: c["row"])
     excluded.sort(key=lambda c: c["row"])
     return EffectTable(yi=yi, vi=vi, counts=counts, family=uniform, row_family=tuple(fams),
-                       corrections=corrections, excluded=excluded)
+                       corrections=corrections, excluded=excluded, size=size)
 
 
-def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, excluded, *,
+def _binary(rows: Rows, measure, labels, add, to, drop00, group, corrections, excluded, *,
             rd="metafor", exclude=False):
     """2x2 rows: checks, zero-cell convention, effects; corrections and exclusions
     are appended with the row's position in the whole table."""
@@ -398,7 +369,7 @@ def _binary(rows: _Rows, measure, labels, add, to, drop00, group, corrections, e
     return np.where(keep, yi, np.nan), np.where(keep, vi, np.nan), counts
 
 
-def _continuous(rows: _Rows, measure, *, smd="exact", exclude=False, labels=None, excluded=None):
+def _continuous(rows: Rows, measure, *, smd="exact", exclude=False, labels=None, excluded=None):
     a = rows.a
     rows.whole(("total_t", "total_c"))
     rows.positive(("total_t", "total_c"), "total", zero_ok=exclude)
@@ -417,7 +388,7 @@ def _continuous(rows: _Rows, measure, *, smd="exact", exclude=False, labels=None
         return fn(*args)
 
 
-def _correlation(rows: _Rows):
+def _correlation(rows: Rows):
     a = rows.a
     rows.whole(("total",))
     i = rows.first(np.abs(a["r"]) > 1)
@@ -432,7 +403,7 @@ def _correlation(rows: _Rows):
     return fisher_z(a["r"], a["total"])
 
 
-def _generic(rows: _Rows, measure, ci_level, *, exclude=False, labels=None, excluded=None):
+def _generic(rows: Rows, measure, ci_level, *, exclude=False, labels=None, excluded=None):
     a, family = rows.a, rows.family
     ne = (exclude, labels, excluded)
     if family == io.GENERIC_VI:
@@ -444,20 +415,7 @@ def _generic(rows: _Rows, measure, ci_level, *, exclude=False, labels=None, excl
         rows.unusable(a["sei"] == 0, "standard error = 0", "sei", *ne)
         return a["yi"], a["sei"] ** 2
     est, lo, hi = a["estimate"], a["ci_lower"], a["ci_upper"]
-    if measure in io.RATIO_MEASURES:
-        for c in family:
-            i = rows.first(a[c] <= 0)
-            if i is not None:
-                rows.fail(i, c, f"ratio {a[c][i]:g} must be > 0 for measure {measure}")
-        g = np.log
-    elif measure == "ZCOR":
-        for c in family:
-            i = rows.first(np.abs(a[c]) >= 1)
-            if i is not None:
-                rows.fail(i, c, f"correlation {a[c][i]:g} must be inside (-1, 1)")
-        g = np.arctanh
-    else:
-        g = np.asarray
+    g = _printed_scale(rows, measure)
     i = rows.first((lo > hi) | ((lo == hi) & (not exclude)))
     if i is not None:
         rows.fail(i, "ci_lower", f"interval is reversed or empty ({lo[i]:g} to {hi[i]:g})")
@@ -467,3 +425,53 @@ def _generic(rows: _Rows, measure, ci_level, *, exclude=False, labels=None, excl
         rows.fail(i, "estimate", f"estimate {est[i]:g} lies outside its interval ({lo[i]:g} to {hi[i]:g})")
     z = stats.norm.isf((1 - ci_level / 100) / 2)
     return g(est), ((g(hi) - g(lo)) / (2 * z)) ** 2
+
+
+# --------------------------------------------------------------------------
+# the measures of issue 14 (modules by theme) and printed intervals
+# --------------------------------------------------------------------------
+
+_OTHER_FAMILIES = (io.PROPORTION, io.RATE, io.RATE2, io.MEAN, io.CHANGE, io.CHANGE_SMCR, io.PARTIAL_T,
+                   io.PARTIAL_R, io.SEMIPARTIAL_T, io.SEMIPARTIAL_R)
+
+
+def _other(rows: Rows, measure, *, add, to, drop00, group, labels):
+    fam = rows.family
+    if fam == io.PROPORTION:
+        return effects_proportions.compute(rows, measure, add=add, to=to, group=group, labels=labels)
+    if fam == io.RATE:
+        return effects_rates.compute(rows, measure, add=add, to=to, group=group, labels=labels)
+    if fam == io.RATE2:
+        return effects_rates.compute_two_group(rows, measure, add=add, to=to, drop00=drop00, group=group,
+                                               labels=labels)
+    if fam == io.MEAN:
+        return effects_means.compute_mean(rows, measure, labels=labels)
+    if fam in (io.CHANGE, io.CHANGE_SMCR):
+        return effects_means.compute_change(rows, measure, labels=labels)
+    if fam == io.CORRELATION:
+        return effects_cor.compute(rows, measure, labels=labels)
+    return effects_cor.compute_partial(rows, measure, labels=labels)
+
+
+#: Valid range of a value printed on the natural scale, by transformation.
+_PRINTED_RANGE = {"log": (0, np.inf, "> 0"), "atanh": (-1, 1, "inside (-1, 1)"),
+                  "logit": (0, 1, "inside (0, 1)"), "arcsine": (0, 1, "inside (0, 1)"), "sqrt": (0, np.inf, "> 0")}
+
+
+def _printed_scale(rows: Rows, measure):
+    """Transformation of an estimate and CI printed on the natural scale to the
+    model scale, after checking the printed values lie in its range."""
+    name = TRANSFORM.get(measure)
+    if name is None:
+        return np.asarray
+    if name not in _PRINTED_RANGE:
+        rows.fail(0, "estimate", f"measure {measure} needs each study's counts: its transformation depends on the "
+                                 "study size, so a printed interval cannot be converted (give yi,vi instead)")
+    lo, hi, rule = _PRINTED_RANGE[name]
+    what = {"log": "ratio" if measure in io.RATIO_MEASURES else "value", "atanh": "correlation",
+            "logit": "proportion", "arcsine": "proportion", "sqrt": "rate"}[name]
+    for c in rows.family:
+        i = rows.first((rows.a[c] <= lo) | (rows.a[c] >= hi))
+        if i is not None:
+            rows.fail(i, c, f"{what} {rows.a[c][i]:g} must be {rule} for measure {measure}")
+    return natural.forward(measure)

@@ -71,6 +71,14 @@ class Analysis:
         return out
 
 
+#: Counts a source prints in words ("eight at the hip", "one hip fracture").
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+     "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"])}
+NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+                     "ninety": 90, "hundred": 100})
+
+
 def _number_strings(text: str) -> list[str]:
     return re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?", text.replace("\u2212", "-"))
 
@@ -79,7 +87,9 @@ def _in_quote(cell: str, quote: str) -> bool:
     """Does the number ``cell`` (as written in the CSV) appear in ``quote``?
 
     Thousands separators are ignored ("1,176" matches 1176); a leading minus
-    may be printed as a dash or not at all (a decrease written in words).
+    may be printed as a dash or not at all (a decrease written in words); a
+    whole number up to twenty (and the tens to a hundred) may be printed as a
+    word ("eight at the hip" matches 8).
     """
     q = re.sub(r"(?<=\d),(?=\d{3}\b)", "", quote)
     q = q.replace("\u2212", "-").replace("\u2013", "-")
@@ -98,7 +108,12 @@ def _in_quote(cell: str, quote: str) -> bool:
                     return True
             except ValueError:
                 pass
-    return False
+    try:
+        v = float(c)
+    except ValueError:
+        return False
+    words = [w for w, n in NUMBER_WORDS.items() if n == v]
+    return any(re.search(rf"\b{w}\b", quote, flags=re.IGNORECASE) for w in words)
 
 
 def check_csv(path: str | Path, outcomes: list[str] | None = None) -> pd.DataFrame:

@@ -49,7 +49,7 @@ from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 from . import _dist as stats
-from . import io
+from . import io, natural
 from .names import T_TESTS, TEST_LABELS
 
 __all__ = ["baujat_plot", "bubble_plot", "forest_plot", "funnel_plot", "influence_plot", "leave_one_out_plot",
@@ -69,9 +69,23 @@ LINE = "0.25"
 _COMMON = {"FE": "inverse variance", "MH": "Mantel-Haenszel", "PETO": "Peto"}
 _NAMES = {"RR": "Risk ratio", "OR": "Odds ratio", "RD": "Risk difference", "MD": "Mean difference",
           "SMD": "Standardised mean difference", "ROM": "Ratio of means", "ZCOR": "Correlation",
-          "GEN": "Effect"}
+          **dict.fromkeys(("PR", "PLN", "PLO", "PAS", "PFT"), "Proportion"),
+          **dict.fromkeys(("IR", "IRLN", "IRS", "IRFT"), "Incidence rate"),
+          "IRR": "Incidence rate ratio", "IRD": "Incidence rate difference", "MN": "Mean", "MNLN": "Mean",
+          "MC": "Mean change", "SMCC": "Standardised mean change (change-score SD)",
+          "SMCR": "Standardised mean change (pre-test SD)", "ROMC": "Ratio of means (post/pre)",
+          "COR": "Correlation", "UCOR": "Correlation (unbiased)", "PCOR": "Partial correlation",
+          "ZPCOR": "Partial correlation", "SPCOR": "Semi-partial correlation", "GEN": "Effect"}
+#: The model scale's name where it is not the natural scale's and not a log ratio.
+_MODEL_SCALE = {"ZCOR": "Fisher's z", "ZPCOR": "Fisher's z (partial correlation)", "PLN": "Log proportion",
+                "PLO": "Logit proportion", "PAS": "Arcsine proportion", "PFT": "Freeman-Tukey proportion",
+                "IRLN": "Log incidence rate", "IRS": "Square-root incidence rate",
+                "IRFT": "Freeman-Tukey incidence rate", "MNLN": "Log mean"}
 _SHORT = {"RR": "RR", "OR": "OR", "RD": "RD", "MD": "MD", "SMD": "SMD", "ROM": "ROM", "ZCOR": "r",
-          "GEN": "Effect"}
+          **dict.fromkeys(("PR", "PLN", "PLO", "PAS", "PFT"), "Proportion"),
+          **dict.fromkeys(("IR", "IRLN", "IRS", "IRFT"), "Rate"), "IRR": "IRR", "IRD": "IRD",
+          "MN": "Mean", "MNLN": "Mean", "MC": "MC", "SMCC": "SMCC", "SMCR": "SMCR", "ROMC": "ROM",
+          "COR": "r", "UCOR": "r", "PCOR": "r", "ZPCOR": "r", "SPCOR": "sr", "GEN": "Effect"}
 _RATIO_STEPS = ((1, 2, 5), (1, 3), (1,))
 _LOCK = threading.Lock()
 
@@ -131,12 +145,13 @@ def _run_forestplot(ax, frame, **kwargs):
 # ----------------------------------------------------------------------------- numbers and text
 
 
-def _to_natural(measure):
-    if measure in io.RATIO_MEASURES:
-        return np.exp
-    if measure == "ZCOR":
-        return np.tanh
-    return lambda x: np.asarray(x, float) * 1.0
+def _to_natural(measure, size=None):
+    """Back-transformation for display (:mod:`metarepro.natural`; PFT/IRFT at the
+    studies' harmonic mean size, as metafor's forest plots with ``transf.ipft.hm``)."""
+    fn = natural.back(measure)
+    if fn is None or (natural.needs_size(measure) and size is None):
+        return lambda x: np.asarray(x, float) * 1.0
+    return lambda x: fn(np.asarray(x, float), size)
 
 
 def _pooled_natural(res) -> dict:
@@ -290,7 +305,7 @@ def _effect_text(est, lo, hi, widths):
 
 
 def _study_rows(result, flagged, cells, ncells):
-    f = _to_natural(result.measure)
+    f = _to_natural(result.measure, result.natural_size)
     z = stats.norm.isf((1 - result.level / 100) / 2)
     reasons = {str(e.get("study")): e.get("reason", "") for e in result.excluded}
     rows = []
@@ -700,8 +715,8 @@ def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, tit
         ax.xaxis.set_major_locator(FixedLocator([math.log(t) for t in ticks]))
         ax.set_xticklabels([f"{t:g}" for t in ticks])
         ax.set_xlabel(f"{_NAMES[result.measure]} (log scale)", fontsize=FONT)
-    elif result.measure == "ZCOR":
-        ax.set_xlabel("Fisher's z", fontsize=FONT)
+    elif result.measure in _MODEL_SCALE:
+        ax.set_xlabel(_MODEL_SCALE[result.measure], fontsize=FONT)
     else:
         ax.set_xlabel(_NAMES[result.measure], fontsize=FONT)
     nat = _pooled_natural(result)["estimate"]
@@ -757,7 +772,7 @@ def not_applicable_figure(reason: str, title: str | None = None) -> Figure:
 def _set_effect_axis(ax, measure, axis="x"):
     """Ratio measures on the log scale with ticks labelled as ratios."""
     if measure not in io.RATIO_MEASURES:
-        label = "Fisher's z" if measure == "ZCOR" else _NAMES[measure]
+        label = _MODEL_SCALE.get(measure, _NAMES[measure])
         (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label, fontsize=FONT)
         return
     lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()

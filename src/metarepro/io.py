@@ -20,16 +20,47 @@ from .names import MEASURES, RATIO_MEASURES  # noqa: F401 - part of this module'
 BINARY = ("events_t", "total_t", "events_c", "total_c")
 CONTINUOUS = ("mean_t", "sd_t", "total_t", "mean_c", "sd_c", "total_c")
 CORRELATION = ("r", "total")
+#: One group: events of ``total`` participants (proportions).
+PROPORTION = ("events", "total")
+#: One group: events in ``time`` person-time (incidence rates).
+RATE = ("events", "time")
+#: Two groups: events and person-time of each.
+RATE2 = ("events_t", "time_t", "events_c", "time_c")
+#: One group: mean, SD and number of participants.
+MEAN = ("mean", "sd", "total")
+#: One group measured twice (pre-post or matched pairs) and the correlation of the measurements.
+CHANGE = ("mean_pre", "mean_post", "sd_pre", "sd_post", "r_prepost", "total")
+#: SMCR standardises by the pre-test SD and needs no post-test SD.
+CHANGE_SMCR = ("mean_pre", "mean_post", "sd_pre", "r_prepost", "total")
+#: Partial correlation of a regression coefficient: its t statistic as printed, or the
+#: partial correlation itself, with the sample size and the number of predictors.
+PARTIAL_T = ("t", "total", "predictors")
+PARTIAL_R = ("r", "total", "predictors")
+#: Semi-partial correlation: as above plus the model's R².
+SEMIPARTIAL_T = ("t", "total", "predictors", "r2")
+SEMIPARTIAL_R = ("r", "total", "predictors", "r2")
 GENERIC_VI = ("yi", "vi")
 GENERIC_SEI = ("yi", "sei")
 GENERIC_CI = ("estimate", "ci_lower", "ci_upper")
 
+#: The native input family of each measure (None: generic input only).
 FAMILY_OF_MEASURE = {
     "RR": BINARY, "OR": BINARY, "RD": BINARY,
     "MD": CONTINUOUS, "SMD": CONTINUOUS, "ROM": CONTINUOUS,
-    "ZCOR": CORRELATION, "GEN": None,
+    "ZCOR": CORRELATION, "COR": CORRELATION, "UCOR": CORRELATION,
+    **dict.fromkeys(("PR", "PLN", "PLO", "PAS", "PFT"), PROPORTION),
+    **dict.fromkeys(("IR", "IRLN", "IRS", "IRFT"), RATE),
+    "IRR": RATE2, "IRD": RATE2,
+    "MN": MEAN, "MNLN": MEAN,
+    "MC": CHANGE, "SMCC": CHANGE, "ROMC": CHANGE, "SMCR": CHANGE_SMCR,
+    "PCOR": PARTIAL_T, "ZPCOR": PARTIAL_T, "SPCOR": SEMIPARTIAL_T,
+    "GEN": None,
 }
-ALL_KNOWN = set(BINARY + CONTINUOUS + CORRELATION + GENERIC_VI + GENERIC_SEI + GENERIC_CI)
+#: Further native families, tried after FAMILY_OF_MEASURE's.
+OTHER_FAMILIES_OF_MEASURE = {"PCOR": (PARTIAL_R,), "ZPCOR": (PARTIAL_R,), "SPCOR": (SEMIPARTIAL_R,)}
+_NATIVE = (BINARY, CONTINUOUS, CORRELATION, PROPORTION, RATE, RATE2, MEAN, CHANGE, CHANGE_SMCR,
+           PARTIAL_T, PARTIAL_R, SEMIPARTIAL_T, SEMIPARTIAL_R)
+ALL_KNOWN = set(sum(_NATIVE, ()) + GENERIC_VI + GENERIC_SEI + GENERIC_CI)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -90,6 +121,12 @@ def row_label(frame: pd.DataFrame, position: int) -> int | str:
     return frame.index[position]
 
 
+def native_families(measure: str) -> list[tuple[str, ...]]:
+    """The families in which a measure's own numbers may be given, preferred first."""
+    native = FAMILY_OF_MEASURE[measure]
+    return ([native] if native else []) + list(OTHER_FAMILIES_OF_MEASURE.get(measure, ()))
+
+
 def choose_family(frame: pd.DataFrame, measure: str) -> tuple[str, ...]:
     """Pick the column family that the measure and the table's columns imply.
 
@@ -105,7 +142,8 @@ def choose_family(frame: pd.DataFrame, measure: str) -> tuple[str, ...]:
                          file=file)
     cols = set(frame.columns)
     native = FAMILY_OF_MEASURE[measure]
-    candidates = ([native] if native else []) + [GENERIC_VI, GENERIC_SEI, GENERIC_CI]
+    natives = native_families(measure)
+    candidates = natives + [GENERIC_VI, GENERIC_SEI, GENERIC_CI]
     for fam in candidates:
         if set(fam) <= cols:
             return fam
@@ -117,7 +155,7 @@ def choose_family(frame: pd.DataFrame, measure: str) -> tuple[str, ...]:
         close = difflib.get_close_matches(c, [x for x in frame.columns if x not in ALL_KNOWN],
                                           n=1, cutoff=0.6)
         hints.append(f"'{c}'" + (f" (is '{close[0]}' a misspelling?)" if close else ""))
-    other = [fam for fam in (BINARY, CONTINUOUS, CORRELATION) if fam != native and set(fam) <= cols]
+    other = [fam for fam in _NATIVE if fam not in natives and set(fam) <= cols]
     if other:
         raise InputError(
             f"measure {measure} does not fit the columns {','.join(other[0])}; "
@@ -153,8 +191,8 @@ def row_families(frame: pd.DataFrame, measure: str) -> list[tuple[str, ...]]:
     choose_family(frame, measure)  # unknown measure, or no family's columns at all
     cols = set(frame.columns)
     native = FAMILY_OF_MEASURE[measure]
-    candidates = [f for f in ([native] if native else []) + [GENERIC_VI, GENERIC_SEI, GENERIC_CI]
-                  if set(f) <= cols]
+    natives = native_families(measure)
+    candidates = [f for f in natives + [GENERIC_VI, GENERIC_SEI, GENERIC_CI] if set(f) <= cols]
     blank = {c: _blank(frame[c]) for f in candidates for c in f}
     n = len(frame)
     fams: list = [None] * n
@@ -166,7 +204,7 @@ def row_families(frame: pd.DataFrame, measure: str) -> list[tuple[str, ...]]:
             if fams[i] is None:
                 fams[i] = fam
     for i in range(n):
-        if native in candidates:
+        if native in candidates and fams[i] not in natives:
             given = [c for c in native if not blank[c][i]]
             if given and len(given) < len(native) and fams[i] is not None:
                 gap = next(c for c in native if blank[c][i])

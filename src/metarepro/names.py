@@ -17,10 +17,26 @@ T_TESTS = ("knha", "adhoc")
 #: How each test is named in reports and figures.
 TEST_LABELS = {"z": "Wald z", "knha": "Hartung-Knapp", "adhoc": "Hartung-Knapp, ad hoc correction"}
 
-#: Effect measures of the engine.
-MEASURES = ("RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN")
-#: Measures pooled on the log scale and reported back on the ratio scale.
-RATIO_MEASURES = ("RR", "OR", "ROM")
+#: Effect measures of the engine (metafor ``escalc`` names).
+MEASURES = ("RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR",
+            "PR", "PLN", "PLO", "PAS", "PFT",          # one proportion
+            "IR", "IRLN", "IRS", "IRFT", "IRR", "IRD",  # incidence rates (events / person-time)
+            "MN", "MNLN",                              # one mean
+            "MC", "SMCC", "SMCR", "ROMC",              # change (pre-post, matched pairs)
+            "COR", "UCOR", "PCOR", "ZPCOR", "SPCOR",   # correlations
+            "GEN")
+#: Ratios of two groups: pooled on the log scale, reported back as ratios (null value 1).
+RATIO_MEASURES = ("RR", "OR", "ROM", "IRR", "ROMC")
+#: Transformation between the natural scale and the model scale, by measure
+#: (:mod:`metarepro.natural` implements them); measures not listed have one scale.
+TRANSFORM = {**dict.fromkeys(RATIO_MEASURES + ("PLN", "IRLN", "MNLN"), "log"),
+             "ZCOR": "atanh", "ZPCOR": "atanh", "PLO": "logit", "PAS": "arcsine",
+             "PFT": "freeman_tukey", "IRS": "sqrt", "IRFT": "freeman_tukey_rate"}
+#: Multilevel/multivariate models (metafor rma.mv): estimation methods ("EE"/"FE": no random
+#: effects), tests of the coefficients (z, or t on k - p df) and structures of '~ inner | outer'.
+MV_METHODS = ("REML", "ML", "EE", "FE")
+MV_TESTS = ("z", "t")
+STRUCTS = ("CS", "HCS")
 
 #: Fields of a pooled result, in the order of the JSON, the API and pooled.csv.
 FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", "df",
@@ -28,7 +44,7 @@ FIELDS = ("k", "estimate", "se", "ci_lower", "ci_upper", "statistic", "pvalue", 
           "tau2", "tau2_ci_lower", "tau2_ci_upper", "i2", "i2_ci_lower", "i2_ci_upper",
           "h2", "h2_ci_lower", "h2_ci_upper", "tau2_ci_lower_censored", "tau2_ci_upper_censored",
           "q", "q_df", "q_pvalue", "converged")
-#: Fields also given back-transformed (``<field>_natural``) for ratio measures and ZCOR.
+#: Fields also given back-transformed (``<field>_natural``) for the measures in TRANSFORM.
 NATURAL = ("estimate", "ci_lower", "ci_upper", "pi_lower", "pi_upper")
 
 #: Columns of results/<analysis>/pooled.csv.

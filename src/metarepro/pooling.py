@@ -9,10 +9,11 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from . import _core, io
+from . import _core, io, natural
 from . import _dist as stats
 from . import conventions as conv_mod
-from .effects import compute_effects
+from .effects import NO_ADD_BY_DEFAULT, compute_effects
+from .effects_common import harmonic_mean
 from .errors import InputError, MetareproWarning
 from .names import COUNT_METHODS, FIELDS, METHODS, NATURAL, T_TESTS, TESTS
 
@@ -21,12 +22,19 @@ COMMON_EFFECT = ("FE", "MH", "PETO")
 BOOL_FIELDS = ("tau2_ci_lower_censored", "tau2_ci_upper_censored", "converged")
 
 
-def _natural(measure):
-    if measure in io.RATIO_MEASURES:
-        return np.exp
-    if measure == "ZCOR":
-        return np.tanh
-    return None
+def _natural(measure, size=None):
+    """One-argument back-transformation of ``measure`` (:mod:`metarepro.natural`), or
+    None: for measures with one scale, and for PFT/IRFT when the studies' harmonic
+    mean size (``size``) is not given."""
+    fn = natural.back(measure)
+    if fn is None or (natural.needs_size(measure) and size is None):
+        return None
+
+    def back(x):
+        out = fn(np.asarray(x, float), size)
+        return out[()] if np.ndim(out) == 0 else out
+
+    return back
 
 
 def _clean(x):
@@ -92,11 +100,16 @@ class PoolResult:
     group: object = None
     convention: str = "metafor"
     study_level: float | None = None
+    #: Harmonic mean of the pooled studies' totals (PFT) or person-times (IRFT),
+    #: at which those measures are back-transformed; None for other measures.
+    natural_size: float | None = None
 
     def natural(self) -> dict:
         """Estimate and intervals back-transformed to the natural scale
-        (``exp`` for RR/OR/ROM, ``tanh`` for ZCOR); empty for other measures."""
-        fn = _natural(self.measure)
+        (:mod:`metarepro.natural`: ``exp`` for log measures, ``tanh`` for
+        Fisher's z, inverse logit, arcsine, square root and Freeman-Tukey);
+        empty for measures with one scale."""
+        fn = _natural(self.measure, self.natural_size)
         if fn is None:
             return {}
         with np.errstate(over="ignore", invalid="ignore"):
@@ -206,7 +219,7 @@ def _check_options(frame, measure, method, test, level, by):
 
 
 def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z",
-         by: str | None = None, level: float = 95, add: float = 0.5, to: str = "only0",
+         by: str | None = None, level: float = 95, add: float | None = None, to: str = "only0",
          drop00: bool | str | None = None, ci_level: float = 95, *, convention: str = "metafor",
          smd: str | None = None, rd: str | None = None, mh: str | None = None, peto: str | None = None,
          not_estimable: str | None = None, study_level: float | None = None) -> PoolResult | PoolTable:
@@ -218,7 +231,9 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         One row per study with a unique ``study`` label and the columns of one
         input family (see :mod:`metarepro.io`). Other columns are ignored here
         and pass through the pipeline untouched.
-    measure : {"RR", "OR", "RD", "MD", "SMD", "ROM", "ZCOR", "GEN"}
+    measure : str
+        One of :data:`metarepro.names.MEASURES` (metafor ``escalc`` names;
+        the input columns of each are in ``data/extracted/README.md``).
     method : {"FE", "MH", "PETO", "DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB", "MH-DL"}
         Common effect (inverse variance, Mantel-Haenszel, Peto), random effects
         with the named tau² estimator, or ``"MH-DL"``: RevMan's "M-H, Random",
@@ -237,7 +252,8 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
     level : float
         Confidence level in percent for the pooled intervals (RevMan's CI_TOTAL).
     add, to, drop00 :
-        Zero-cell conventions for 2x2 data (see :func:`metarepro.effects.compute_effects`).
+        Zero-cell conventions for count data (see :func:`metarepro.effects.compute_effects`;
+        ``add=None`` is metafor's default for the measure: 1/2, or 0 for PAS, PFT, IRS, IRFT).
         ``drop00=None`` means the convention's default: under ``"metafor"``
         False for inverse-variance models (``escalc``), True for the
         study-level effects of MH and Peto (``rma.mh``/``rma.peto``), whose
@@ -297,6 +313,8 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
         codes, uniques = pd.factorize(frame[by], sort=False)
         keys = list(uniques)
     G = len(keys)
+    if add is None:
+        add = 0.0 if measure in NO_ADD_BY_DEFAULT else 0.5
     # RevMan 5's Peto: (O - E)/V of the raw table, no continuity correction
     raw_peto = method == "PETO" and conv.peto == "revman5"
     eff = compute_effects(frame, measure, add=0.0 if raw_peto else add, to=to,
@@ -322,6 +340,9 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
             item.setdefault("study", labels[item["row"]])
             if by is not None:
                 item[by] = keys[codes[item["row"]]]
+    size = None
+    if natural.needs_size(measure) and eff.size is not None:
+        size = harmonic_mean(np.where(usable, eff.size, np.nan), codes, G)
     slevel = level if study_level is None else float(study_level)
     zs = stats.norm.isf((1 - slevel / 100) / 2)
     y_, v_ = np.where(usable, yi, np.nan), np.where(usable, vi, np.nan)
@@ -337,18 +358,20 @@ def pool(frame: pd.DataFrame, measure: str, method: str = "REML", test: str = "z
                           convention=name, study_level=study_level, k=int(rec["k"]), q_df=int(rec["q_df"]), **{f: bool(rec[f]) for f in BOOL_FIELDS},
                           df=None if not np.isfinite(rec["df"]) else float(rec["df"]),
                           studies=studies, corrections=eff.corrections, excluded=eff.excluded,
-                          warnings=w,
+                          warnings=w, natural_size=None if size is None else float(size[0]),
                           **{n: float(rec[n]) for n in FIELDS if n not in ("k", "q_df", "df", *BOOL_FIELDS)})
     summary = pd.DataFrame({by_name: keys, **{n: out[n] for n in FIELDS}})
     summary["k"] = summary["k"].astype(int)
     summary["q_df"] = summary["q_df"].astype(int)
     for flag in BOOL_FIELDS:
         summary[flag] = summary[flag].astype(bool)
-    fn = _natural(measure)
+    fn = natural.back(measure)
     if fn is not None:
-        with np.errstate(over="ignore"):
+        if size is not None:
+            summary["natural_size"] = size
+        with np.errstate(over="ignore", invalid="ignore"):
             for n in NATURAL:
-                summary[f"{n}_natural"] = fn(summary[n].to_numpy())
+                summary[f"{n}_natural"] = fn(summary[n].to_numpy(float), size)
     studies.insert(0, by_name, np.asarray(uniques)[codes])
     allw = []
     for gi, msgs in sorted(warns.items()):

@@ -17,8 +17,10 @@ Sections
    and Knapp-Hartung tests, permutation test as metafor's ``permutest``);
 4. small-study effects: Egger's test (classic weighted regression and
    metafor's ``regtest`` mixed-model form), Begg's rank correlation,
-   trim-and-fill (L0 and R0), with the Cochrane Handbook caution below ten studies;
-5. influence: leave-one-out, ``influence()`` measures, Baujat, cumulative by year;
+   trim-and-fill (L0 and R0), the Henmi-Copas interval and fail-safe N
+   (Rosenthal, Orwin, Rosenberg), with the Cochrane Handbook caution below ten studies;
+5. influence: leave-one-out, ``influence()`` measures, Baujat, cumulative by
+   year, and the studies' BLUPs (shrunken estimates, metafor ``blup``);
 6. multi-arm trials: what was done with shared control arms.
 """
 
@@ -34,10 +36,15 @@ import pandas as pd
 from . import diagnostics as dg
 from . import io
 from .analysis import correction_lines, interval_method, outcome_frame
+from .blup import blup
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
-from .metareg import meta_regression, permutation_test
+from .metareg import MetaRegressionResult, meta_regression, permutation_test
+from .multiarm import multi_arm_section
 from .pooling import _clean, pool
+from .pooling import _natural as _back
+from .publication_bias import fail_safe_n, henmi_copas
+from .tau2_ci import LIKELIHOOD_METHODS, profile_ci, qprofile_ci
 
 __all__ = ["Robustness", "robustness"]
 
@@ -87,7 +94,7 @@ def _attempt(section: dict, fn, *a, **kw):
     try:
         return _quiet(fn, *a, **kw)
     except InputError as err:
-        section.setdefault("not_computed", []).append(f"{getattr(fn, '__name__', fn)}: {err.message}")
+        section.setdefault("not_computed", []).append(f"{getattr(fn, '__name__', fn)}: {err.problem}")
         return None
 
 
@@ -191,6 +198,7 @@ def _regressions(an, frame, res, method, level, permutations, seed) -> tuple[lis
             sec[test] = {k: d[k] for k in ("coefficients", "tau2", "i2", "r2", "qm", "qm_df", "qm_pvalue",
                                            "qe", "qe_df", "qe_pvalue") if k in d}
             if test == "knha":
+                sec["tau2_ci"] = _tau2_cis(sec, fit)
                 perm = _attempt(sec, permutation_test, fit, iter=permutations, seed=seed)
                 if perm is not None:
                     sec["permutation"] = {k: _clean(v) if not isinstance(v, (list, tuple, np.ndarray)) else
@@ -199,6 +207,22 @@ def _regressions(an, frame, res, method, level, permutations, seed) -> tuple[lis
                 fits[mod] = {"fit": fit, "x": x[use], "yi": y, "vi": v,
                              "study": st["study"].to_numpy()[use]}
     return out, fits
+
+
+def _tau2_cis(sec, fit) -> dict:
+    """Q-profile and (ML/REML fits) profile-likelihood intervals of a fit's tau²."""
+    out = {}
+    if fit.method == "FE":
+        return out
+    if isinstance(fit, MetaRegressionResult):
+        qp = _attempt(sec, qprofile_ci, fit)
+        if qp is not None:
+            out["qp"] = qp.to_dict()
+    if fit.method in LIKELIHOOD_METHODS:
+        pl = _attempt(sec, profile_ci, fit)
+        if pl is not None:
+            out["pl"] = pl.to_dict()
+    return out
 
 
 def _small_study(res, method, level) -> dict:
@@ -220,6 +244,65 @@ def _small_study(res, method, level) -> dict:
             sec[f"trimfill_{est}"] = {"side": tf.side, "k0": tf.k0, "se_k0": _clean(tf.se_k0),
                                       "p_k0": _clean(tf.p_k0), "estimate": _clean(e), "ci_lower": _clean(lo),
                                       "ci_upper": _clean(hi), "filled": _records(tf.filled)}
+    hc = _attempt(sec, henmi_copas, res)
+    if hc is not None:
+        sec["henmi_copas"] = {**hc.to_dict(), **_natural_of(res, {n: getattr(hc, n) for n in
+                                                                  ("estimate", "ci_lower", "ci_upper")})}
+    sec["fail_safe_n"] = {}
+    for kind in ("Rosenthal", "Orwin", "Rosenberg"):
+        f = _attempt(sec, fail_safe_n, res, kind)
+        if f is not None:
+            sec["fail_safe_n"][kind.lower()] = f.to_dict()
+    return sec
+
+
+def _natural_of(res, values: dict) -> dict:
+    """``<name>_natural`` of values on the model scale, where the measure has another scale."""
+    fn = _back(res.measure, res.natural_size)
+    if fn is None:
+        return {}
+    with np.errstate(over="ignore", invalid="ignore"):
+        return {f"{k}_natural": _clean(fn(v)) for k, v in values.items()}
+
+
+def _multi_arm(an: Analysis, outcome, frame, measure, method, test, level) -> dict:
+    """Comparisons sharing control arms: the multilevel main analysis and the old handling as
+    sensitivity analyses (this outcome), joint analyses and dose-response that the YAML asks for
+    (``multi_arm``), and control arms this outcome shares with rows of other outcomes."""
+    sec = {"corrections": frame.attrs.get("arm_corrections", []), "excluded": frame.attrs.get("arm_excluded", [])}
+    entries = [m for m in an.spec.get("multi_arm") or [] if outcome in m["outcomes"]]
+    own = next((m for m in entries if m["outcomes"] == [outcome]), {})
+    rows = outcome_frame(an, outcome, split_shared=False)
+    if not rows.empty:
+        own_sec = _quiet(multi_arm_section, rows, measure, method=method, test=test, level=level,
+                         dose=own.get("dose"), control_dose=own.get("control_dose"),
+                         dose_per=own.get("dose_per") or 1)
+        if own_sec["groups"] or own_sec["dose_response"]:
+            sec.update(own_sec)
+    if any(m["outcomes"] != [outcome] for m in entries):
+        sec["joint"] = []
+    for m in entries:
+        if m["outcomes"] == [outcome]:
+            continue
+        parts = [outcome_frame(an, o, split_shared=False) for o in m["outcomes"]]
+        joint = pd.concat(parts, ignore_index=True)
+        joint.attrs.update(parts[0].attrs)
+        d = _attempt(sec, multi_arm_section, joint, measure, method=method, test=test, level=level,
+                     dose=m.get("dose"), control_dose=m.get("control_dose"), dose_per=m.get("dose_per") or 1,
+                     joint=list(m["outcomes"]))
+        if d is not None:
+            d["yaml_notes"] = m.get("notes")
+            sec["joint"].append(d)
+    # control arms of this outcome that rows of other outcomes also use
+    t = an.table
+    if {"arm_c", "study"} <= set(t.columns) and not rows.empty and "arm_c" in rows.columns:
+        mine = {(str(a), str(b).strip()) for a, b in zip(an.rows(outcome)["study"], an.rows(outcome)["arm_c"])
+                if str(b).strip()}
+        other = t[(t["outcome"] != outcome)]
+        sib = sorted({o for o, a, b in zip(other["outcome"], other["study"], other["arm_c"])
+                      if (str(a), str(b).strip()) in mine})
+        if sib:
+            sec["shared_with_outcomes"] = sib
     return sec
 
 
@@ -257,9 +340,18 @@ def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = 
     rep = {"analysis": an.name, "outcome": outcome, "measure": measure, "method": method, "test": test,
            "level": level, "k": res.k, "estimate": _clean(e), "ci_lower": _clean(lo), "ci_upper": _clean(hi),
            "tau2": _clean(res.tau2), "i2": _clean(res.i2),
-           "multi_arm": {"corrections": frame.attrs.get("arm_corrections", []),
-                         "excluded": frame.attrs.get("arm_excluded", [])}}
+           "tau2_ci": {"tau2": _clean(res.tau2),
+                       "qp": {k: _clean(getattr(res, k)) for k in ("tau2_ci_lower", "tau2_ci_upper",
+                                                                  "tau2_ci_lower_censored",
+                                                                  "tau2_ci_upper_censored")}},
+           "multi_arm": _multi_arm(an, outcome, frame, measure, method, test, level)}
+    main = rep["multi_arm"].get("main")
+    if main:  # the multilevel model is the main analysis; the split table stays for the univariate sections
+        rep.update(k=main["k"], estimate=main["estimate"], ci_lower=main["ci_lower"], ci_upper=main["ci_upper"],
+                   tau2=main["sigma2"][0], i2=None, main_model=main["model"])
     rob = Robustness(report=rep, markdown="", result=res)
+    if res.k >= 2:
+        rep["tau2_ci"].update(_tau2_cis(rep["tau2_ci"], res))
     rep["integrity"] = _integrity(an, frame, res, measure, method, test, level)
     rep["subgroups"] = _subgroups(an, frame, measure, method, test, level)
     rep["meta_regression"], rob.regressions = _regressions(an, frame, res, method, level, permutations, seed)
@@ -280,9 +372,24 @@ def robustness(an: Analysis, outcome: str, *, method: str = "REML", test: str = 
     for name in ("leave_one_out", "influence", "baujat", "cumulative"):
         df = getattr(rob, name)
         infl[name] = None if df is None else _records(df.drop(columns=["dfbetas"], errors="ignore"))
+    if res.k >= 2:
+        b = _attempt(infl, blup, res)
+        if b is not None:
+            b = b.assign(yi=res.studies["yi"].to_numpy(float))
+            b = b[b["pred"].notna()]
+            nat = _natural_of(res, {n: b[n].to_numpy(float) for n in ("yi", "pred", "pi_lower", "pi_upper")})
+            infl["blup"] = [{**r, **{k: _clean(v[i]) for k, v in nat.items()}}
+                            for i, r in enumerate(_records(b))]
     rep["influence"] = infl
     rob.markdown = _markdown(an, rep)
     return rob
+
+
+def _ci(d: dict) -> str:
+    """``[lower, upper]`` of a tau² interval, with ">" where the bound is a search limit."""
+    hi = (">" if d.get("tau2_ci_upper_censored") else "") + _f(d.get("tau2_ci_upper"), 4)
+    lo = (">" if d.get("tau2_ci_lower_censored") else "") + _f(d.get("tau2_ci_lower"), 4)
+    return f"[{lo}, {hi}]"
 
 
 def _nat3(r: dict):
@@ -300,6 +407,19 @@ def _markdown(an: Analysis, rep: dict) -> str:
     L = [f"# Robustness: {an.spec['title']} — {rep['outcome']}", "",
          (f"Model: {interval_method(rep['method'], rep['test'])}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
          f"({rep['level']:g}% CI, {scale})."), ""]
+    if rep.get("main_model"):
+        L[-2] = (f"Main model: {rep['main_model']}; k = {rep['k']}; estimate {_line_est(rep, ratio)} "
+                 f"({rep['level']:g}% CI, {scale}).")
+        L += [(f"The sections below use {rep['method']} with test {rep['test']} on the table with each shared "
+               "control arm split among its comparisons, because they assume independent studies; see "
+               "'Multi-arm trials' for the main model beside the old handling."), ""]
+    cis = rep.get("tau2_ci") or {}
+    if rep["k"] >= 2 and cis.get("qp", {}).get("tau2_ci_lower") is not None:
+        which = "of the random-effects model " if rep.get("main_model") else ""
+        line = f"tau² {which}= {_f(cis['tau2'], 4)}, Q-profile CI {_ci(cis['qp'])}"
+        if "pl" in cis:
+            line += f", profile-likelihood CI {_ci(cis['pl'])}"
+        L += [line + ".", ""]
 
     L += ["## Integrity sensitivity", ""]
     integ = rep["integrity"]
@@ -348,7 +468,11 @@ def _markdown(an: Analysis, rep: dict) -> str:
                     L.append(f"| {t} | {c.get('term')} | {_f(c.get('estimate'), 5)} | {_f(c.get('se'), 5)} | "
                              f"{_f(c.get('ci_lower'), 5)} to {_f(c.get('ci_upper'), 5)} | {_p(c.get('pvalue'))} |")
             kn = m.get("knha", {})
-            L += ["", (f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}, I² = {_f(kn.get('i2'), 1)}%, "
+            cis = m.get("tau2_ci") or {}
+            ci_text = "".join(f", {name} CI {_ci(cis[key])}" for key, name in (("qp", "Q-profile"),
+                                                                                ("pl", "profile-likelihood"))
+                              if key in cis)
+            L += ["", (f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}{ci_text}, I² = {_f(kn.get('i2'), 1)}%, "
                       f"R² = {_f(kn.get('r2'), 1)}%; residual heterogeneity QE = {_f(kn.get('qe'), 2)} "
                       f"(p = {_p(kn.get('qe_pvalue'))}).")]
             perm = m.get("permutation")
@@ -379,6 +503,22 @@ def _markdown(an: Analysis, rep: dict) -> str:
         if t:
             L.append(f"- Trim and fill ({est}): {t['k0']} {'study' if t['k0'] == 1 else 'studies'} imputed on the {t['side']} side; adjusted "
                      f"estimate {_f(t['estimate'])} ({_f(t['ci_lower'])} to {_f(t['ci_upper'])}).")
+    hc = ss.get("henmi_copas")
+    if hc:
+        e, lo, hi = _nat3(hc)
+        L.append(f"- Henmi-Copas interval (common-effect estimate with a DerSimonian-Laird variance, robust to "
+                 f"publication bias; Henmi & Copas 2010): {_f(e)} ({_f(lo)} to {_f(hi)}).")
+    fsn = ss.get("fail_safe_n")
+    if fsn:
+        parts = []
+        if "rosenthal" in fsn:
+            parts.append(f"Rosenthal {fsn['rosenthal']['fsn']:g} (null studies to lose one-sided p < 0.05)")
+        if "orwin" in fsn:
+            parts.append(f"Orwin {fsn['orwin']['fsn']:g} (studies of effect 0 to halve the unweighted mean effect)")
+        if "rosenberg" in fsn:
+            parts.append(f"Rosenberg {fsn['rosenberg']['fsn']:g} (null studies to lose p < 0.05 of the "
+                         "common-effect estimate)")
+        L.append("- Fail-safe N: " + "; ".join(parts) + ". It counts studies, it does not test for bias.")
     L.append("")
 
     inf = rep["influence"]
@@ -400,6 +540,13 @@ def _markdown(an: Analysis, rep: dict) -> str:
                      f"{_f(r['dffits'])} | {_f(r['cook_d'])} | {_f(r['cov_r'])} | {_f(r['hat'])} | "
                      f"{_f(r['weight'], 1)} |")
         L.append("")
+    if inf.get("blup"):
+        L += ["Study-specific estimates shrunken towards the pooled one (BLUPs, metafor `blup()`):", "",
+              "| study | observed | BLUP | prediction interval |", "|---|---|---|---|"]
+        for r in inf["blup"]:
+            o, e, lo, hi = (r.get(f"{n}_natural", r.get(n)) for n in ("yi", "pred", "pi_lower", "pi_upper"))
+            L.append(f"| {r['study']} | {_f(o)} | {_f(e)} | {_f(lo)} to {_f(hi)} |")
+        L.append("")
     if inf.get("cumulative"):
         L += ["Cumulative meta-analysis by year:", "", "| added | k | estimate | CI |", "|---|---|---|---|"]
         for r in inf["cumulative"]:
@@ -407,8 +554,87 @@ def _markdown(an: Analysis, rep: dict) -> str:
             L.append(f"| {r['added']} | {r['k']} | {_f(e)} | {_f(lo)} to {_f(hi)} |")
         L.append("")
 
-    ma = rep["multi_arm"]
-    L += ["## Multi-arm trials", ""]
-    L += correction_lines(ma["corrections"], ma["excluded"],
-                          none="No two comparisons of this outcome share a control arm.")
+    L += ["## Multi-arm trials", ""] + _multi_arm_md(rep["multi_arm"], ratio)
     return "\n".join(L) + "\n"
+
+
+def _est_ci(d) -> str:
+    return f"{_f(d.get('estimate'))} ({_f(d.get('ci_lower'))} to {_f(d.get('ci_upper'))})"
+
+
+def _dose_md(dr: dict, level) -> list[str]:
+    per = f"{dr['per']:g}" if dr.get("per") not in (None, 1) else "1"
+    L = [(f"Dose-response on `{dr['dose']}` (difference in dose to the control arm; slope per {per} units of "
+         f"`{dr['dose']}`):"), ""]
+    if dr.get("blocked_by"):
+        L += ["What limits it:"] + [f"- {b}" for b in dr["blocked_by"]] + [""]
+    fit = dr.get("fit")
+    if fit:
+        L.append(f"- main (covariance from the arm data; {fit['method']}, {fit['test']}; {fit['trials']} trial(s), "
+                 f"k = {fit['k']}): slope {_f(fit['slope'], 4)} ({_f(fit['ci_lower'], 4)} to "
+                 f"{_f(fit['ci_upper'], 4)}), p = {_p(fit['pvalue'])}; QE = {_f(fit['qe'], 2)} on {fit['qe_df']} df.")
+        sp = dr.get("sensitivity_split")
+        if sp:
+            L.append(f"- sensitivity, control arm split (comparisons independent): slope {_f(sp['slope'], 4)} "
+                     f"({_f(sp['ci_lower'], 4)} to {_f(sp['ci_upper'], 4)}), p = {_p(sp['pvalue'])}.")
+        L.append("")
+    if dr.get("assumed"):
+        L += [f"**Not evidence** — {dr['assumed_note']}.", "",
+              "| assumed correlation | slope | CI | p | QE (df) |", "|---|---|---|---|---|"]
+        for a in dr["assumed"]:
+            L.append(f"| {a['rho']:g} | {_f(a['slope'], 4)} | {_f(a['ci_lower'], 4)} to {_f(a['ci_upper'], 4)} | "
+                     f"{_p(a['pvalue'])} | {_f(a['qe'], 2)} ({a['qe_df']}) |")
+        how = ("a common-effect (EE) fit" if dr["assumed"][0]["method"] == "EE" else
+               f"a {dr['assumed'][0]['method']} fit")
+        L += ["", (f"Each row: {how} of the comparisons on the dose difference, without intercept, with the "
+                   "covariance built from the assumed correlation."), ""]
+    elif not fit and not dr.get("blocked_by"):
+        L += ["Not computed.", ""]
+    return L
+
+
+def _multi_arm_md(ma: dict, ratio: bool) -> list[str]:
+    L = []
+    if ma.get("groups"):
+        L.append("Comparisons sharing a control arm: " + "; ".join(", ".join(g) for g in ma["groups"]) + ".")
+        L.append(f"Their sampling covariance: {ma.get('covariance')}.")
+        L.append("")
+    main = ma.get("main")
+    if main:
+        tau = lambda d: _f((d.get("sigma2") or [d.get("tau2")])[0], 4)
+        L += ["| analysis | k | estimate (CI) | p | tau² (sigma²) |", "|---|---|---|---|---|",
+              f"| main: {main['model']} | {main['k']} | {_est_ci(main)} | {_p(main['pvalue'])} | {tau(main)} |"]
+        for s_ in ma["sensitivity"]:
+            L.append(f"| sensitivity: {s_['analysis']} | {s_['k']} | {_est_ci(s_)} | {_p(s_['pvalue'])} | "
+                     f"{tau(s_)} |")
+        L += ["", (f"Main model's residual heterogeneity QE = {_f(main['qe'], 2)} on {main['qe_df']} df "
+                   f"(p = {_p(main['qe_pvalue'])})."), ""]
+    for n in ma.get("notes", []):
+        L += [n, ""]
+    if ma.get("dose_response"):
+        L += _dose_md(ma["dose_response"], None)
+    for j in ma.get("joint", []):
+        L += [f"### Joint analysis of outcomes {', '.join(j['joint_outcomes'])}", ""]
+        if j.get("groups"):
+            L.append("Comparisons sharing a control arm: " + "; ".join(", ".join(g) for g in j["groups"]) + ".")
+            L.append(f"Their sampling covariance: {j.get('covariance')}.")
+            L.append("")
+        else:
+            L += ["No two comparisons of these outcomes share a control arm.", ""]
+        for n in j.get("notes", []):
+            L += [n, ""]
+        if j.get("dose_response"):
+            L += _dose_md(j["dose_response"], None)
+        if j.get("yaml_notes"):
+            L += [f"Note (analysis YAML): {j['yaml_notes']}", ""]
+    if ma.get("shared_with_outcomes"):
+        L += [("The control arm(s) of this outcome's rows are also the control arm(s) of rows in outcome(s) "
+               + ", ".join(ma["shared_with_outcomes"]) + "; estimates across those outcomes are not independent."),
+              ""]
+    for nc in ma.get("not_computed", []):
+        L += [f"Not computed: {nc}.", ""]
+    L += correction_lines(ma["corrections"], ma["excluded"],
+                          none=("No comparison of this outcome was split or dropped." if (ma.get("groups") or
+                                ma.get("shared_with_outcomes") or ma.get("joint")) else
+                                "No two comparisons of this outcome share a control arm."))
+    return L

@@ -58,4 +58,9 @@ def check_spec(path: str | Path) -> dict:
         if t["outcome"] not in outs:
             raise InputError(f"target outcome '{t['outcome']}' is not one of the outcomes", file=name,
                              column=f"targets.{j}.outcome")
+    for j, m in enumerate(spec.get("multi_arm") or []):
+        for o in m["outcomes"]:
+            if o not in outs:
+                raise InputError(f"multi_arm outcome '{o}' is not one of the outcomes", file=name,
+                                 column=f"multi_arm.{j}.outcomes")
     return spec
