@@ -450,7 +450,8 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
                        modern_ci_upper=shared["ci_upper"], modern_pi_lower=shared["pi_lower"],
                        modern_pi_upper=shared["pi_upper"])
         if t.get("estimate") is None:
-            v = ("not_reproducible", "the published estimate is not printed in a readable source")
+            v = ("not_reproducible", "the published estimate is not printed in a readable source"
+                 + (f" ({t['notes']})" if t.get("notes") and "not estimable" in t["notes"] else ""))
         else:
             j = judge(t, ours, ratio=ratio, k_used=res.k, k_published=rec["k_published"], missing=missing,
                       tolerance=tolerance)
