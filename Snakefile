@@ -11,6 +11,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/reproduce.smk"
+include: "workflow/rules/site.smk"
 
 
 rule all:

@@ -3,17 +3,21 @@ square per pooled study, the right scale and labels, readable layout, and
 byte-identical files. Expected numbers are worked out here by hand from the
 counts and means written in this file."""
 
+import dataclasses
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from matplotlib.collections import PathCollection
 from matplotlib.patches import Polygon
 from matplotlib.text import Text
 
 import metarepro
+from metarepro.analysis import PublishedPooled
 from metarepro.figures import forest_plot, funnel_plot, save_figure
 
 Z95 = 1.959963984540054
@@ -231,3 +235,145 @@ def test_forestplot_import_leaves_process_state_alone():
             "assert not any(a == 'ignore' and c is Warning and m is None for a, m, c, *_ in warnings.filters)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+# ----------------------------------------------------------------------------- for reviewers (issue 13)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTRACTED = ROOT / "data" / "extracted"
+
+
+def gid_patches(fig, gid):
+    return [p for p in fig.axes[0].patches if p.get_gid() == gid]
+
+
+def row_of(fig, text):
+    """y of the table row whose label starts with ``text``."""
+    (y,) = [t.get_position()[1] for t in fig.axes[0].get_yticklabels() if t.get_text().startswith(text)]
+    return y
+
+
+def test_published_diamond_comes_from_the_yaml_target_under_its_repooling():
+    """Vitamin K2, hip: Cockayne 2006 printed a Peto OR 0.23 (0.12 to 0.47) for 7 trials; one of them
+    (Sato 2002, 1/60 vs 8/60) is in the CSV. The published diamond is drawn where the YAML target
+    puts it (read here from the YAML, not from our output), directly under the Peto re-pooling."""
+    from metarepro.analysis import figure_inputs
+    from metarepro.extracted import load_analysis
+
+    spec = yaml.safe_load((EXTRACTED / "vitk2_fractures.yaml").read_text())
+    (target,) = [t for t in spec["targets"] if t["outcome"] == "hip_fracture" and t.get("trial_set") != "other"]
+    an = load_analysis(EXTRACTED / "vitk2_fractures.csv", EXTRACTED / "vitk2_fractures.yaml")
+    fi = figure_inputs(an, "hip_fracture")
+    fig = forest_plot(fi.result, fi.frame, common=fi.common, flagged=fi.flagged, published=fi.published,
+                      favours=fi.favours)
+    (pub,) = gid_patches(fig, "published-diamond")
+    (rep,) = gid_patches(fig, "repooled-diamond")
+    xs = sorted({round(x, 12) for x, _ in pub.get_xy()})
+    np.testing.assert_allclose(xs, sorted([target["ci_lower"], target["estimate"], target["ci_upper"]]))
+    assert pub.get_facecolor()[:3] == (1.0, 1.0, 1.0)  # hollow
+    y_pub, y_rep = np.mean(pub.get_xy()[:4, 1]), np.mean(rep.get_xy()[:4, 1])
+    assert y_rep - y_pub == pytest.approx(1.0)  # the next row down
+    assert y_pub == row_of(fig, f"Published: {target['label']}")
+    # Peto OR of Sato 2002 by hand: O - E = 1 - 60 * 9 / 120 = -3.5,
+    # V = 60 * 60 * 9 * 111 / (120^2 * 119) = 2.09874; log OR = (O - E) / V, SE = 1 / sqrt(V)
+    v = 60 * 60 * 9 * 111 / (120 ** 2 * 119)
+    lor, se = -3.5 / v, 1 / math.sqrt(v)
+    np.testing.assert_allclose(sorted({x for x, _ in rep.get_xy()}),
+                               np.exp([lor - Z95 * se, lor, lor + Z95 * se]), rtol=1e-9)
+    shown = "\n".join(texts(fig))
+    assert f"{math.exp(lor):.2f} [{math.exp(lor - Z95 * se):.2f}, {math.exp(lor + Z95 * se):.2f}]" == \
+        "0.19 [0.05, 0.73]"
+    assert "0.19 [0.05, 0.73]" in shown and "0.23 [0.12, 0.47]" in shown
+    assert "Re-pooled as published (PETO), k = 1 of 7" in shown
+
+
+def test_published_numbers_print_as_printed():
+    res = metarepro.pool(GEN, measure="GEN", method="REML")
+    pub = PublishedPooled(label="Paper 2020", method="random effects", estimate=0.2, ci_lower=-0.1,
+                          ci_upper=0.5, decimals=1, repooled=metarepro.pool(GEN, measure="GEN", method="DL"),
+                          repooled_label="Re-pooled as published (DL), k = 4")
+    fig = forest_plot(res, GEN, published=[pub])
+    (line,) = [t for t in texts(fig) if t.strip().startswith("0.2 [")]
+    assert " ".join(line.split()).replace("[ ", "[") == "0.2 [-0.1, 0.5]"  # one decimal, as printed
+    assert row_of(fig, "Re-pooled as published (DL)") - row_of(fig, "Published: Paper 2020 (random effects)") == 1
+
+
+def test_one_study_has_no_model_and_no_prediction_interval():
+    one = GEN.iloc[:1]
+    res = metarepro.pool(one, measure="GEN", method="REML", test="knha")
+    fig = forest_plot(res, one, common=metarepro.pool(one, measure="GEN", method="FE"))
+    shown = "\n".join(texts(fig))
+    assert "Random effects" not in shown and "Common effect" not in shown and "REML" not in shown
+    assert "Hartung-Knapp" not in shown and "Prediction interval" not in shown
+    assert not [ln for ln in fig.axes[0].lines if ln.get_gid() == "prediction-interval"]
+    assert diamonds(fig) == []
+    assert "One study: nothing is pooled" in shown
+    assert drawn_squares(fig) == 1
+
+
+@pytest.mark.parametrize(("k", "drawn"), [(2, False), (3, True)])
+def test_prediction_interval_only_from_three_trials(k, drawn):
+    res = metarepro.pool(GEN.iloc[:k], measure="GEN", method="REML")
+    fig = forest_plot(res, GEN.iloc[:k])
+    pi = [ln for ln in fig.axes[0].lines if ln.get_gid() == "prediction-interval"]
+    shown = "\n".join(texts(fig))
+    assert bool(pi) is drawn
+    assert ("No prediction interval: k = 2; it needs at least 3 trials" in shown) is not drawn
+
+
+def test_model_label_is_read_from_the_result():
+    res = metarepro.pool(GEN, measure="GEN", method="REML", test="knha")
+    assert "Random effects (REML, Hartung-Knapp)" in texts(forest_plot(res, GEN))
+    assert "Random effects (REML)" in texts(forest_plot(dataclasses.replace(res, test="z"), GEN))
+    adhoc = metarepro.pool(GEN, measure="GEN", method="PM", test="adhoc")
+    assert "Random effects (PM, Hartung-Knapp, ad hoc correction)" in texts(forest_plot(adhoc, GEN))
+    assert "Random effects (REML, newtest)" in texts(forest_plot(dataclasses.replace(res, test="newtest"), GEN))
+
+
+def test_favours_labels_under_the_axis_either_side_of_no_effect():
+    res = metarepro.pool(BIN.iloc[:3], measure="RR", method="REML")
+    fig = forest_plot(res, BIN.iloc[:3], favours=("Favours Ca + D", "Favours control"))
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    left, right = sorted((t for t in ax.texts if t.get_gid() == "favours"), key=lambda t: t.get_position()[0])
+    assert "Favours Ca + D" in left.get_text() and "Favours control" in right.get_text()
+    null_px = ax.transData.transform((1.0, 0))[0]
+    assert left.get_window_extent(r).x1 < null_px < right.get_window_extent(r).x0
+    ticks = max(t.get_window_extent(r).y0 for t in ax.get_xticklabels() if t.get_text())
+    label = ax.xaxis.label.get_window_extent(r)
+    assert label.y1 <= left.get_window_extent(r).y0 < left.get_window_extent(r).y1 <= ticks
+
+
+def test_long_titles_wrap_inside_the_figure():
+    title = "A very long analysis title " * 6 + "that ends here"
+    res = metarepro.pool(BIN, measure="OR", method="DL", drop00=True)
+    for fig in (forest_plot(res, BIN, title=title), funnel_plot(res, title=title)):
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        (t,) = [t for t in fig.findobj(Text) if "that ends here" in t.get_text()]
+        assert "\n" in t.get_text()
+        assert t.get_window_extent(r).x1 <= fig.bbox.x1
+        assert " ".join(t.get_text().split()) == " ".join(title.split())
+
+
+def test_a_published_result_on_another_scale_is_not_drawn_and_the_figure_says_why(tmp_path):
+    """Cockayne's hip OR given as an RR: it cannot sit on the outcome's OR axis."""
+    import shutil
+
+    from metarepro.analysis import figure_inputs
+    from metarepro.extracted import load_analysis
+
+    spec = yaml.safe_load((EXTRACTED / "vitk2_fractures.yaml").read_text(encoding="utf-8"))
+    for t in spec["targets"]:
+        if t["outcome"] == "hip_fracture":
+            t["measure"] = "RR"
+    (tmp_path / "vitk2_fractures.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    shutil.copy2(EXTRACTED / "vitk2_fractures.csv", tmp_path / "vitk2_fractures.csv")
+    an = load_analysis(tmp_path / "vitk2_fractures.csv", tmp_path / "vitk2_fractures.yaml")
+    fi = figure_inputs(an, "hip_fracture")
+    assert fi.published == ()
+    assert fi.not_drawn == ("Cockayne 2006, 7 Japanese trials: published as RR, not OR",)
+    fig = forest_plot(fi.result, fi.frame, published=fi.published, notes=[f"Not drawn: {w}" for w in fi.not_drawn])
+    assert not gid_patches(fig, "published-diamond")
+    assert any("Not drawn: Cockayne 2006, 7 Japanese trials: published as RR, not OR" in t for t in texts(fig))

@@ -9,39 +9,21 @@ finish (--keep-going), and a no-op re-run has nothing to do.
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+from conftest import EVIL, ROOT, SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.skipif(not Path(SNAKEMAKE).exists(), reason="snakemake not installed")
 
 
-def tracked_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if f.startswith("results/"):
-            continue
-        src = ROOT / f
-        if src.is_file():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / f)
-    return dest
-
-
 def run(cwd, *args):
-    return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    return snakemake(cwd, *args)
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory):
-    d = tracked_copy(tmp_path_factory.mktemp("clone"))
-    proc = run(d)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return d
+def fresh(pipeline_run):
+    return pipeline_run
 
 
 def test_results_match_committed(fresh):
@@ -79,6 +61,7 @@ def test_noop_rerun_does_nothing(fresh):
 
 
 def test_bad_analysis_fails_alone(fresh, tmp_path):
+    fresh = shutil.copytree(fresh, tmp_path / "run", symlinks=True)  # the shared run stays as it was
     ext = tmp_path / "extracted"
     shutil.copytree(fresh / "data" / "extracted", ext)
     name = min(p.stem for p in ext.glob("*.csv"))
@@ -98,31 +81,12 @@ def test_bad_analysis_fails_alone(fresh, tmp_path):
     assert "'oops' is not a number" in log
 
 
-def test_report_escapes_study_labels(fresh, tmp_path):
-    ext = tmp_path / "extracted"
-    ext.mkdir()
-    evil = "<script>alert(1)</script>"
-    (ext / "mini.yaml").write_text(f"""analysis: mini
-title: Mini
-claim: a claim
-measure: RR
-outcomes: [{{name: hip}}]
-targets: []
-trials: [{{study: "{evil}", status: present}}, {{study: B, status: present}}, {{study: C, status: present}}]
-""")
-    (ext / "mini.csv").write_text(
-        "study,outcome,events_t,total_t,events_c,total_c,source,source_url,source_location,quote,derived\n"
-        f'{evil},hip,4,123,11,139,10.1000/a,https://example.org/a,T2,"4/123 vs 11/139",\n'
-        'B,hip,6,306,29,303,10.1000/b,https://example.org/b,T2,"6/306 vs 29/303",\n'
-        'C,hip,3,231,11,220,10.1000/c,https://example.org/c,T2,"3/231 vs 11/220",\n')
-    out = tmp_path / "wf"
-    out.mkdir()
-    for name in ("Snakefile", "config.yaml", "workflow"):
-        src = fresh / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, out / name if src.is_dir() else out)
-    cfg = ["--config", f"extracted_dir={ext}"]
-    assert run(out, *cfg).returncode == 0
-    proc = subprocess.run([SNAKEMAKE, "--report", "report.html", *cfg], cwd=out, capture_output=True, text=True, check=False)
+def test_report_escapes_study_labels(escaped_run):
+    """snakemake --report works (its dependencies are installed with the pipeline extra), includes the
+    reviewer's pages, and prints HTML from data files as text."""
+    proc = subprocess.run([SNAKEMAKE, "--report", "report.html"], cwd=escaped_run,
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    html = (out / "report.html").read_text()
-    assert evil not in html
+    html = (escaped_run / "report.html").read_text()
+    assert EVIL not in html
+    assert "Reviewer pages" in html

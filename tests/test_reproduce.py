@@ -95,3 +95,26 @@ def test_targets_only_path_writes_what_the_full_path_writes(tmp_path):
         write_csv(pd.DataFrame(full, columns=list(REPRODUCTION_COLUMNS)), tmp_path / "b.csv")
         assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes(), yaml_path.name
     assert checked >= 2  # the bundled targets-only analyses (soy, vitamin D BMD, calcium BMD)
+
+
+def test_reason_summary_keeps_the_comparison_and_drops_the_long_parts():
+    from metarepro.reproduce import CONTRAST_REASON, reason_summary
+
+    partial = ("5 of 8 trials readable; re-pooled result differs (estimate 0.69 vs 0.70); missing: Larsen 2004 "
+               "(no hip count; the full text is not stored); Salovaara 2010 (no hip result); method: published "
+               "model 'random effects', method 'unknown': assumed DerSimonian-Laird")
+    assert reason_summary("partial", partial) == \
+        "5 of 8 trials readable; re-pooled result differs (estimate 0.69 vs 0.70)."
+    close = ("within 10% of the printed CI width but not at 2 decimals (estimate 0.86 vs 0.85; largest difference "
+             "4% of the CI width); method: as published (DL)")  # the '; ' inside parentheses is not a break
+    assert reason_summary("close", close) == ("Within 10% of the printed CI width but not at 2 decimals "
+                                              "(estimate 0.86 vs 0.85; largest difference 4% of the CI width).")
+    circular = ("all printed numbers match at 1 decimals (estimate -3.9 vs -3.9); method: as published (DL); "
+                "circular: the only row is the published result itself (same source, estimate and CI), so ...")
+    assert reason_summary("reproduced", circular) == ("All printed numbers match at 1 decimals (estimate -3.9 vs "
+                                                      "-3.9); circular: the only row is the published result "
+                                                      "itself.")
+    assert reason_summary("not_reproducible", "no per-trial data readable: A (figure only); B (not stored)") == \
+        "No per-trial data readable."
+    assert reason_summary("not_reproducible", CONTRAST_REASON).endswith("; shown for contrast.")
+    assert reason_summary("reproduced", "") == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from . import io
 from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
+from .formatting import p_equals
 from .names import FIELDS, FORENSICS_COLUMNS, NATURAL, POOLED_COLUMNS, REPRODUCTION_COLUMNS, TESTS  # noqa: F401
 from .pooling import PoolResult, pool
 from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
@@ -28,6 +30,7 @@ from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
     target_record,
     unpooled_verdict,
 )
+from .spec import outcome_favours
 
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 
@@ -230,7 +233,7 @@ def heterogeneity(an: Analysis, outcome: str, method: str = "REML", test: str = 
                 + "; ".join(f"{m['study']} — {m['reason']}" for m in missing) + ")" if missing else "") + ".",
              "",
              "| statistic | value | 95% CI |", "|---|---|---|",
-             f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | p = {_fmt(d['q_pvalue'], 4)} |",
+             f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | {p_equals(d['q_pvalue'])} |",
              (f"| tau² | {_fmt(d['tau2'], 4)} | {bound(d['tau2_ci_lower'], lo_c, 'lower', 4)} to "
              f"{bound(d['tau2_ci_upper'], hi_c, 'upper', 4)} |"),
              (f"| I² (%) | {_fmt(d['i2'], 1)} | {bound(d['i2_ci_lower'], lo_c, 'lower', 1)} to "
@@ -406,6 +409,23 @@ def likely_method(forensics: pd.DataFrame, target_label: str, outcome: str) -> s
             f"difference {best['max_abs_diff']:.3f}")
 
 
+def _published_fit(frame: pd.DataFrame, measure: str, target: dict, level: float,
+                   convention: str = "metafor") -> tuple[PoolResult, str, str]:
+    """The target's trials re-pooled with the published method (z test) under the target's
+    convention, the method code used and how it was chosen
+    (:func:`~metarepro.reproduce.published_method`; MH, Peto and MH-DL need 2x2 counts on every
+    row, else inverse variance: FE, or DL for MH-DL). Raises InputError where the rows cannot be
+    pooled."""
+    method, how = published_method(target)
+    if method in ("MH", "PETO", "MH-DL") and not io.counts_on_every_row(frame, measure):
+        iv = "DL" if method == "MH-DL" else "FE"
+        method, how = iv, f"{method} needs 2x2 counts on every row; inverse-variance {iv} used instead"
+    # the printed CI's level (an imported RevMan total may print 99% CIs)
+    res = _quiet_pool(frame, measure=measure, method=method, test="z", level=target.get("level") or level,
+                      convention=convention)
+    return res, method, how
+
+
 def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, level: float = 95,
                       modern=("REML", "adhoc"), forensics: pd.DataFrame | None = None) -> list[dict]:
     """One row per published target: published vs re-pooled numbers and the verdict
@@ -414,7 +434,6 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
     for t in an.spec["targets"]:
         frame, measure = _target_frame(an, t)
         ratio = measure in io.RATIO_MEASURES
-        method, how = published_method(t)
         rec, missing = target_record(an.name, an.spec, t)
         if forensics is not None:
             rec["likely_method"] = likely_method(forensics, t["label"], t["outcome"])
@@ -422,13 +441,8 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
             out.append(unpooled_verdict(t, rec, missing, measure))
             continue
         conv = target_convention(an.spec, t)
-        if method in ("MH", "PETO", "MH-DL") and not io.counts_on_every_row(frame, measure):
-            iv = "DL" if method == "MH-DL" else "FE"
-            method, how = iv, f"{method} needs 2x2 counts on every row; inverse-variance {iv} used instead"
         try:
-            # the printed CI's level (an imported RevMan total may print 99% CIs)
-            res = _quiet_pool(frame, measure=measure, method=method, test="z", level=t.get("level") or level,
-                              convention=conv)
+            res, method, how = _published_fit(frame, measure, t, level, conv)
         except InputError as err:
             out.append(dict(rec, verdict="not_reproducible", reason=f"data cannot be pooled: {err}"))
             continue
@@ -473,18 +487,88 @@ def reproduction_rows(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE, lev
     return out
 
 
+@dataclass(frozen=True)
+class PublishedPooled:
+    """A published pooled result of an outcome's trials, as a forest plot draws it: the numbers
+    as printed (natural scale) and the same trials re-pooled with the published method."""
+
+    label: str  #: the paper, as the YAML target names it
+    method: str  #: its model and method as printed ("random effects", "common effect, PETO")
+    estimate: float
+    ci_lower: float | None
+    ci_upper: float | None
+    decimals: int  #: printed precision
+    repooled: PoolResult | None  #: the trials re-pooled with the published method (None: not poolable)
+    repooled_label: str  #: e.g. "Re-pooled as published (DL, assumed), k = 7"
+    note: str | None = None  #: a footnote (e.g. why the method was assumed)
+
+
+@dataclass(frozen=True)
 class FigureInputs:
     """What a forest or funnel plot of one outcome needs, computed by the engine."""
 
-    def __init__(self, result, frame, common, flagged, subgroups, egger, title):
-        self.result, self.frame, self.common = result, frame, common
-        self.flagged, self.subgroups, self.egger, self.title = flagged, subgroups, egger, title
+    result: PoolResult  #: the modern random-effects fit
+    frame: pd.DataFrame
+    common: PoolResult | None
+    flagged: set
+    subgroups: object | None  #: PoolTable by the YAML's subgroup column
+    egger: dict | None
+    title: str
+    published: tuple = ()  #: PublishedPooled of the outcome's targets (same trial set)
+    favours: tuple[str, str] | None = None
+    not_drawn: tuple = ()  #: targets of the outcome not drawn, with the reason
+
+
+def published_pooled(an: Analysis, outcome: str, measure: str, level: float = 95
+                     ) -> tuple[list[PublishedPooled], list[str]]:
+    """The outcome's published targets that pooled this analysis's trials (``trial_set`` not
+    ``other``), each with its re-pooling by the published method; and, for targets that cannot be
+    drawn on the outcome's axis (no printed estimate, another measure), why not."""
+    from .reproduce import decimals_of
+
+    out, skipped = [], []
+    for t in an.spec["targets"]:
+        if t["outcome"] != outcome or t.get("trial_set") == "other":
+            continue
+        if t.get("estimate") is None:
+            skipped.append(f"{t['label']}: no estimate printed")
+            continue
+        frame, m = _target_frame(an, t)
+        if m != measure:
+            skipped.append(f"{t['label']}: published as {m}, not {measure}")
+            continue
+        stated = (t.get("method") or "").strip()
+        printed = ", ".join(x for x in (t.get("model"), stated) if x and x.lower() != "unknown")
+        res, method, how, note = None, "", "", None
+        if not frame.empty:
+            try:
+                res, method, how = _published_fit(frame, measure, t, level, target_convention(an.spec, t))
+            except InputError as err:
+                note = f"{t['label']}: not re-pooled ({err.problem})"
+        k_pub = t.get("k")
+        if res is not None:
+            k = f"k = {res.k}" + (f" of {k_pub}" if k_pub else "")
+            assumed = not how.startswith("as published")
+            label = f"Re-pooled as published ({method}{', assumed' if assumed else ''}), {k}"
+            if res.k == 1 and method not in ("MH", "PETO", "MH-DL"):  # inverse variance of one trial: the trial itself
+                label, assumed = f"Re-computed from the trial's data, {k}", False
+            if assumed:  # the long reason is in reproduction.csv; the figure says it briefly
+                why = how if "needs 2x2 counts" in how else "the paper names no estimator"
+                note = f"{method} assumed for {t['label']}: {why}"
+        else:
+            label = ""
+        out.append(PublishedPooled(label=t["label"], method=printed, estimate=float(t["estimate"]),
+                                   ci_lower=t.get("ci_lower"), ci_upper=t.get("ci_upper"),
+                                   decimals=decimals_of(t), repooled=res, repooled_label=label, note=note))
+    return out, skipped
 
 
 def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
                   common_method: str = "FE") -> FigureInputs:
     """Fit the models a figure shows: the modern random-effects model, the
-    common-effect model, subgroups (if the YAML names a column) and Egger's test."""
+    common-effect model, subgroups (if the YAML names a column), Egger's test,
+    and the outcome's published results beside their re-pooling with the
+    published method (:func:`published_pooled`); the YAML's ``favours`` labels."""
     modern = modern or {"method": "REML", "test": "adhoc"}
     frame = outcome_frame(an, outcome)
     measure = an.measure_of(outcome)
@@ -504,4 +588,6 @@ def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
     if res.k >= 3:
         egger = egger_test(res, model="lm").to_dict()
     label = f"{an.spec['title']}: {outcome.replace('_', ' ')}"
-    return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label)
+    published, not_drawn = published_pooled(an, outcome, measure, level)
+    return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label, tuple(published),
+                        outcome_favours(an.spec, outcome), tuple(not_drawn))

@@ -14,6 +14,7 @@ import warnings
 from . import io
 from .conventions import CHOICES, CONVENTIONS
 from .errors import InputError, MetareproWarning
+from .formatting import p_equals
 from .metareg import REG_METHODS
 from .names import METHODS, MV_METHODS, MV_TESTS, STRUCTS, T_TESTS, TESTS
 from .pooling import PoolResult, _clean, pool
@@ -47,10 +48,10 @@ def summary_text(res: PoolResult) -> str:
                      f"   H^2 = {_fmt(d['h2'])}")
     else:
         lines.append(f"I^2 = {_fmt(d['i2'], 2)}%   H^2 = {_fmt(d['h2'])}")
-    lines.append(f"Q({d['q_df']}) = {_fmt(d['q'])}, p = {_fmt(d['q_pvalue'])}")
+    lines.append(f"Q({d['q_df']}) = {_fmt(d['q'])}, {p_equals(d['q_pvalue'])}")
     stat = "t" if res.test in T_TESTS else "z"
     lines.append(f"estimate = {_fmt(d['estimate'])}  se = {_fmt(d['se'])}  {stat} = {_fmt(d['statistic'])}"
-                 f"  p = {_fmt(d['pvalue'])}  {res.level:g}% CI [{_fmt(d['ci_lower'])}, {_fmt(d['ci_upper'])}]")
+                 f"  {p_equals(d['pvalue'])}  {res.level:g}% CI [{_fmt(d['ci_lower'])}, {_fmt(d['ci_upper'])}]")
     lines.append(f"prediction interval [{_fmt(d['pi_lower'])}, {_fmt(d['pi_upper'])}]")
     nat = res.natural()
     if nat:
@@ -85,14 +86,14 @@ def mv_summary_text(res) -> str:
         lines.append(f"tau^2 ({n}) = {_fmt(t)}")
     for r in res.rho:
         lines.append(f"rho = {_fmt(r)}")
-    lines.append(f"QE({res.qe_df}) = {_fmt(res.qe)}, p = {_fmt(res.qe_pvalue)}")
+    lines.append(f"QE({res.qe_df}) = {_fmt(res.qe)}, {p_equals(res.qe_pvalue)}")
     if res.p > 1:
         df = f"{res.qm_df[0]}" + (f", {res.qm_df[1]:g}" if res.qm_df[1] is not None else "")
-        lines.append(f"QM({df}) = {_fmt(res.qm)}, p = {_fmt(res.qm_pvalue)}")
+        lines.append(f"QM({df}) = {_fmt(res.qm)}, {p_equals(res.qm_pvalue)}")
     stat = "t" if res.test == "t" else "z"
     for _, c in res.coefficients.iterrows():
         lines.append(f"{c['term']}: estimate = {_fmt(c['estimate'])}  se = {_fmt(c['se'])}  {stat} = "
-                     f"{_fmt(c['statistic'])}  p = {_fmt(c['pvalue'])}  {res.level:g}% CI "
+                     f"{_fmt(c['statistic'])}  {p_equals(c['pvalue'])}  {res.level:g}% CI "
                      f"[{_fmt(c['ci_lower'])}, {_fmt(c['ci_upper'])}]")
     if res.p == 1 and res.pi_lower == res.pi_lower:
         lines.append(f"prediction interval [{_fmt(res.pi_lower)}, {_fmt(res.pi_upper)}]")
@@ -315,11 +316,11 @@ def _regress(args) -> int:
             print(f"residual tau^2 = {_fmt(fit.tau2)}, {name} CI [{_fmt(q['tau2_ci_lower'])}, "
                   f"{'>' if q['tau2_ci_upper_censored'] else ''}{_fmt(q['tau2_ci_upper'])}]")
     print(f"QM = {_fmt(fit.qm)} (df {', '.join(str(x) for x in fit.qm_df if x is not None)}), "
-          f"p = {_fmt(fit.qm_pvalue)}; QE = {_fmt(fit.qe)} (df {fit.qe_df}), p = {_fmt(fit.qe_pvalue)}")
+          f"{p_equals(fit.qm_pvalue)}; QE = {_fmt(fit.qe)} (df {fit.qe_df}), {p_equals(fit.qe_pvalue)}")
     for t in out["tests"]:
         kind = "F" if t["df"][1] is not None else "chi2"
         print(f"test of {', '.join(t['terms'])}: {kind} = {_fmt(t['statistic'])} "
-              f"(df {', '.join(str(x) for x in t['df'] if x is not None)}), p = {_fmt(t['pvalue'])}")
+              f"(df {', '.join(str(x) for x in t['df'] if x is not None)}), {p_equals(t['pvalue'])}")
     return 0
 
 

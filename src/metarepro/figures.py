@@ -35,6 +35,7 @@ of rows, its width the table columns around a plot region of fixed width.
 from __future__ import annotations
 
 import math
+import textwrap
 import threading
 import warnings
 from pathlib import Path
@@ -50,6 +51,7 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 from . import _dist as stats
 from . import io, natural
+from .formatting import p_equals
 from .names import T_TESTS, TEST_LABELS
 
 __all__ = ["baujat_plot", "bubble_plot", "forest_plot", "funnel_plot", "influence_plot", "leave_one_out_plot",
@@ -59,11 +61,13 @@ FONT = 9  # points; nothing on the figures is smaller than FONT - 1
 MONO = "DejaVu Sans Mono"  # ships with matplotlib: the same glyphs on every machine
 ROW = 0.21  # inches per table row
 PLOT_WIDTH = 3.2  # inches of the forest region
+LABEL_WRAP = 72  # characters: longer labels of published results wrap (unless the table is wider anyway)
 DPI = 150
 
 SQUARE = "#1f4e79"
 DIAMOND = "#a11d21"
 SUBTOTAL = "#555555"
+PUBLISHED = "#1b7837"  # the published result and its re-pooling with the published method
 LINE = "0.25"
 
 _COMMON = {"FE": "inverse variance", "MH": "Mantel-Haenszel", "PETO": "Peto"}
@@ -167,12 +171,6 @@ def _num(x, d=2):
     return f"{x:.{d}f}" if np.isfinite(x) else "NA"
 
 
-def _p(p):
-    if not np.isfinite(p):
-        return "= NA"
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
 def _tau2(t):
     return f"{t:.4f}" if (t == 0 or t >= 1e-4) else f"{t:.2e}"
 
@@ -182,14 +180,16 @@ def _is_common(res):
 
 
 def _model_label(res):
+    """'Random effects (REML, Hartung-Knapp)': the method and the test are read from the result."""
     if _is_common(res):
         return f"Common effect ({_COMMON[res.method]})"
-    return f"Random effects ({res.method}{'' if res.test == 'z' else ', ' + TEST_LABELS[res.test]})"
+    test = "" if res.test == "z" else TEST_LABELS.get(res.test, res.test)  # z: the default, not named
+    return f"Random effects ({res.method}{', ' + test if test else ''})"
 
 
 def _het_line(res):
     tau2 = "" if _is_common(res) else f"\u03c4\u00b2 = {_tau2(res.tau2)}; "
-    return (f"Heterogeneity: {tau2}Q = {res.q:.2f} (df = {res.q_df}, p {_p(res.q_pvalue)}); "
+    return (f"Heterogeneity: {tau2}Q = {res.q:.2f} (df = {res.q_df}, {p_equals(res.q_pvalue)}); "
             f"I\u00b2 = {res.i2:.0f}%")
 
 
@@ -198,7 +198,7 @@ def _test_line(res, what="Test for overall effect"):
         stat = f"t = {_num(res.statistic)} (df = {res.df:g})"
     else:
         stat = f"z = {_num(res.statistic)}"
-    return f"{what}: {stat}, p {_p(res.pvalue)}"
+    return f"{what}: {stat}, {p_equals(res.pvalue)}"
 
 
 def _short_reason(reason):
@@ -323,13 +323,61 @@ def _study_rows(result, flagged, cells, ncells):
     return rows
 
 
+#: Fewest trials for which a prediction interval is drawn: with fewer, the between-trial variance
+#: rests on one or no degree of freedom, and the interval of Higgins, Thompson and Spiegelhalter
+#: (t on k - 2 df) is not defined (Riley, Higgins and Deeks 2011, BMJ 342:d549; IntHout et al. 2016,
+#: BMJ Open 6:e010247).
+PI_MIN_K = 3
+
+
+def pi_omitted(res) -> str | None:
+    """Why a fit's prediction interval is not drawn (None: it is drawn).
+
+    Not for a common-effect model (it has no between-trial variance), not below
+    :data:`PI_MIN_K` trials, and not where the engine could not compute it.
+    """
+    if _is_common(res):
+        return "a common-effect model has no between-trial variance"
+    if res.k < PI_MIN_K:
+        return (f"k = {res.k}; it needs at least {PI_MIN_K} trials to mean anything "
+                "(Riley et al. 2011)")
+    n = _pooled_natural(res)
+    if not (np.isfinite(n["pi_lower"]) and np.isfinite(n["pi_upper"])):
+        return "not estimable"
+    return None
+
+
 def _pooled_rows(res, label=None, kind="pooled", wtext="100.0%"):
     n = _pooled_natural(res)
     rows = [_row(kind, label or _model_label(res), n["estimate"], n["ci_lower"], n["ci_upper"], wtext=wtext,
                  res=res)]
-    if kind == "pooled" and not _is_common(res) and np.isfinite(n["pi_lower"]):
+    if kind == "pooled" and pi_omitted(res) is None:
         rows.append(_row("pi", "Prediction interval", n["estimate"], n["pi_lower"], n["pi_upper"],
                          etext=f"[{_num(n['pi_lower'])}, {_num(n['pi_upper'])}]"))
+    return rows
+
+
+def _printed(x, d):
+    return "" if x is None or not np.isfinite(float(x)) else f"{float(x):.{d}f}"
+
+
+def _published_rows(published):
+    """For each published result: its trials re-pooled with the published method (filled
+    diamond), then the result as printed (hollow diamond), one under the other."""
+    rows = []
+    for p in published:
+        if p.repooled is not None:
+            n = _pooled_natural(p.repooled)
+            rows.append(_row("repooled", p.repooled_label, n["estimate"], n["ci_lower"], n["ci_upper"],
+                             res=p.repooled))
+        nan = float("nan")
+        lo = nan if p.ci_lower is None else float(p.ci_lower)
+        hi = nan if p.ci_upper is None else float(p.ci_upper)
+        r = _row("published", f"Published: {p.label}" + (f" ({p.method})" if p.method else ""),
+                 float(p.estimate), lo, hi)
+        r["parts"] = (f"Published: {p.label}", p.method or "")
+        r["printed"] = tuple(_printed(x, p.decimals) for x in (p.estimate, p.ci_lower, p.ci_upper))
+        rows.append(r)
     return rows
 
 
@@ -361,12 +409,19 @@ def _subgroup_test(subgroups):
     mean = np.sum(w * est[ok]) / np.sum(w)
     q = float(np.sum(w * (est[ok] - mean) ** 2))
     df = int(ok.sum() - 1)
-    return f"Test for subgroup differences: Q = {q:.2f} (df = {df}, p {_p(stats.chi2.sf(q, df))})"
+    return f"Test for subgroup differences: Q = {q:.2f} (df = {df}, {p_equals(stats.chi2.sf(q, df))})"
 
 
-def _notes(result, common, subgroups, flagged_shown):
-    notes = [_het_line(result), _test_line(result)]
-    if common is not None:
+def _notes(result, common, subgroups, flagged_shown, published=()):
+    if result.k == 1:
+        notes = [("One study: nothing is pooled, so no model, no heterogeneity and no prediction interval "
+                  "(the study is shown as it is)")]
+    else:
+        notes = [_het_line(result), _test_line(result)]
+        why = pi_omitted(result)
+        if why and not _is_common(result):
+            notes.append(f"No prediction interval: {why}")
+    if common is not None and result.k != 1:
         notes.append(_test_line(common, f"Test for overall effect, {_model_label(common).lower()}"))
     if subgroups is not None:
         t = _subgroup_test(subgroups)
@@ -384,7 +439,25 @@ def _notes(result, common, subgroups, flagged_shown):
         by_action.setdefault(c.get("action", ""), []).append(str(c.get("study")))
     for action, who in by_action.items():
         notes.append(f"Continuity correction ({action}): {_some(who)}")
+    notes += [p.note for p in published if getattr(p, "note", None)]
     return notes
+
+
+def _wrap(text, width_px: float, renderer) -> None:
+    """Break a Text's words over lines so that it is at most ``width_px`` wide (a word longer
+    than the width stays whole). Measured with the renderer, so it holds for any font."""
+    words = text.get_text().split()
+    if not words or text.get_window_extent(renderer).width <= width_px:
+        return
+    lines, cur = [], words[0]
+    for w in words[1:]:
+        text.set_text(f"{cur} {w}")
+        if text.get_window_extent(renderer).width > width_px:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}"
+    text.set_text("\n".join(lines + [cur]))
 
 
 def _some(names, n=6):
@@ -395,7 +468,8 @@ def _some(names, n=6):
 
 
 def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagged=(), subgroups=None,
-                title: str | None = None, effect_label: str | None = None) -> Figure:
+                title: str | None = None, effect_label: str | None = None, published=(),
+                favours: tuple[str, str] | None = None, notes=()) -> Figure:
     """Forest plot of a pooled result.
 
     Parameters
@@ -418,7 +492,24 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
         test for subgroup differences (Q between the subgroup estimates) is
         printed. Weights stay those of ``result``.
     title, effect_label : str, optional
-        Title over the table; x-axis label (default: the measure's name).
+        Title over the table (wrapped to the figure's width); x-axis label
+        (default: the measure's name).
+    published : sequence, optional
+        Published pooled results of the same trials, each with ``label`` (the
+        paper), ``method`` (its model as printed), ``estimate``, ``ci_lower``,
+        ``ci_upper`` (natural scale, as printed), ``decimals`` (printed
+        precision), ``repooled`` (a PoolResult of the trials with the
+        published method, or None), ``repooled_label`` and ``note`` (a
+        footnote or None), e.g.
+        :class:`metarepro.analysis.PublishedPooled`. Each is drawn under the
+        model rows: the re-pooled result as a filled diamond and, directly
+        under it, the published one as a hollow diamond (same colour), so
+        that agreement is seen.
+    favours : (str, str), optional
+        Labels printed under the axis, left and right of the line of no
+        effect (e.g. ``("Favours Ca + D", "Favours control")``).
+    notes : sequence of str, optional
+        Further footnotes (e.g. which published results are not drawn, and why).
 
     Returns
     -------
@@ -431,6 +522,11 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     are proportional to the weights; excluded studies are listed with the
     reason and no square. Ratio measures are drawn on a log axis and printed
     back-transformed (``exp``), correlations as ``tanh`` of Fisher's z.
+
+    With one study nothing is pooled: no model row, no prediction interval
+    (the study is shown, as RevMan and metafor do). The prediction interval
+    is drawn only from :data:`PI_MIN_K` trials on (:func:`pi_omitted` says
+    why not, in a footnote).
     """
     flagged = {str(s) for s in flagged}
     measure = result.measure
@@ -440,27 +536,34 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     rows = _study_rows(result, flagged, cells, len(heads))
     flagged_shown = any(str(s) in flagged for s in result.studies["study"])
 
+    pooled = [] if result.k == 1 else _pooled_rows(result)
+    if common is not None and result.k != 1:
+        pooled += _pooled_rows(common, kind="common", wtext="")
+    pooled += _published_rows(published)
     if subgroups is not None:
         rows = _subgroup_rows(rows, subgroups)
-        pooled = [dict(r, group="") for r in _pooled_rows(result)]
-        if common is not None:
-            pooled += [dict(r, group="") for r in _pooled_rows(common, kind="common", wtext="")]
+        pooled = [dict(r, group="") for r in pooled]
     else:
-        pooled = [_row("spacer", "")] + _pooled_rows(result)
-        if common is not None:
-            pooled += _pooled_rows(common, kind="common", wtext="")
+        pooled = [_row("spacer", "")] + pooled
     rows = rows + pooled
 
     # ---- text columns, right-justified numbers in monospace
     for r in rows:
         if r["kind"] in ("study", "pooled", "subtotal") and np.isfinite(r["weight"]):
             r["wtext"] = f"{r['weight']:.1f}%"
-    drawn = [r for r in rows if r["kind"] in ("study", "pooled", "subtotal", "common")]
-    widths = [max([len(_num(r[k])) for r in drawn] or [4]) for k in ("est", "lo", "hi")]
+    drawn = [r for r in rows if r["kind"] in ("study", "pooled", "subtotal", "common", "repooled")]
+    shown = drawn + [r for r in rows if r["kind"] == "published"]
+    widths = [max([len(r["printed"][j] if "printed" in r else _num(r[k])) for r in shown] or [4])
+              for j, k in enumerate(("est", "lo", "hi"))]
     for r in drawn:
         r["etext"] = _effect_text(r["est"], r["lo"], r["hi"], widths)
         if r["kind"] != "study" and not np.isfinite(r["est"]):
             r["etext"], r["wtext"] = "not estimable", ""
+    for r in rows:  # the published numbers as printed (their own decimals)
+        if r["kind"] == "published":
+            a, b, c = r["printed"]
+            r["etext"] = (f"{a:>{widths[0]}} [{b:>{widths[1]}}, {c:>{widths[2]}}]" if b and c
+                          else f"{a:>{widths[0]}} (CI not printed)")
     for r in rows:  # the prediction interval's brackets under the confidence intervals'
         if r["kind"] == "pi":
             r["etext"] = " " * (widths[0] + 1) + _effect_text(np.nan, r["lo"], r["hi"], widths)[widths[0] + 1:]
@@ -478,8 +581,35 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     core = _core_range(rows, ratio)
     (x0, x1), ticks = _xrange(list(core), null, ratio)
 
+    # Rows without per-arm data (model, re-pooled and published rows) may run on into the empty arm
+    # columns: forestplot gets a short stand-in and the full label is set after it laid out the table.
+    base = max([len(r["label"]) for r in rows if r["kind"] in ("study", "excluded")] + [len("Study")])
+    room = base + sum(w + 2 for w in cw)
+    # a published label longer than that (or than LABEL_WRAP characters) continues on rows below it
+    limit = max(room, LABEL_WRAP)
+    wrapped = []
+    for r in rows:
+        if r["kind"] == "published" and len(r["label"]) > limit:  # the method moves whole to the next line
+            head, method = r["parts"]
+            first, *more = textwrap.wrap(head, limit - 2) + ([method] if method else [])
+            wrapped.append(dict(r, label=first))
+            wrapped += [dict(_row("continued", "  " + line, group=r["group"]),
+                             **{f"a{j}": " " * cw[j] for j in range(len(heads))}) for line in more]
+        else:
+            wrapped.append(r)
+    rows = wrapped
+    seen = set()
+    for r in rows:  # forestplot keys rows by their label: repeated ones get trailing spaces (not seen)
+        while r["kind"] != "spacer" and r["label"] in seen:
+            r["label"] += " "
+        seen.add(r["label"])
+    overflow = {}
+    for i, r in enumerate(rows):
+        if r["kind"] not in ("study", "excluded", "spacer") and cw and room >= len(r["label"]) > room - sum(
+                w + 2 for w in cw):
+            overflow[i] = r["label"]
     table = pd.DataFrame({
-        "label": [r["label"] for r in rows],
+        "label": [f"~{i}~" if i in overflow else r["label"] for i, r in enumerate(rows)],
         "est": [r["est"] if r["kind"] == "study" else np.nan for r in rows],
         "lo": [r["lo"] if r["kind"] == "study" else np.nan for r in rows],
         "hi": [r["hi"] if r["kind"] == "study" else np.nan for r in rows],
@@ -513,6 +643,14 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     )
     # y position of every input row: forestplot returns the rows bottom-up
     ypos = {int(k): i for i, k in enumerate(out["row"]) if pd.notna(k)}
+    if overflow:
+        fmt = ax.yaxis.get_major_formatter()
+        ylocs = list(ax.get_yticks())
+        for i, label in overflow.items():
+            j = ylocs.index(ypos[i])
+            text = fmt.seq[j]
+            at = text.index(f"~{i}~")  # after forestplot's indent (rows under subgroup headings)
+            fmt.seq[j] = text[:at] + label + text[at + len(label):]
     nrows = len(out)  # with the header row (and subgroup headings)
     header_y = nrows - 1
     has_super = bool(supers)
@@ -543,7 +681,19 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     # ---- diamonds and the prediction interval
     h = 0.34
     for i, r in enumerate(rows):
-        if r["kind"] in ("pooled", "subtotal", "common") and np.isfinite(r["est"]):
+        if r["kind"] == "published" and np.isfinite(r["est"]) and not (np.isfinite(r["lo"])
+                                                                        and np.isfinite(r["hi"])):
+            ax.plot([r["est"]], [ypos[i]], marker="D", ms=7, mfc="white", mec=PUBLISHED, mew=1.4, zorder=3,
+                    gid="published-diamond")
+        elif r["kind"] in ("published", "repooled") and np.isfinite(r["est"]):
+            lo, hi = max(r["lo"], x0), min(r["hi"], x1)
+            y = ypos[i]
+            pts = [(lo, y), (r["est"], y + h), (hi, y), (r["est"], y - h)]
+            hollow = r["kind"] == "published"
+            ax.add_patch(Polygon(pts, closed=True, facecolor="white" if hollow else PUBLISHED,
+                                 edgecolor=PUBLISHED, lw=1.4 if hollow else 0.0, zorder=3,
+                                 gid=f"{r['kind']}-diamond"))
+        elif r["kind"] in ("pooled", "subtotal", "common") and np.isfinite(r["est"]):
             lo, hi = max(r["lo"], x0), min(r["hi"], x1)
             y = ypos[i]
             pts = [(lo, y), (r["est"], y + h), (hi, y), (r["est"], y - h)]
@@ -559,8 +709,8 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
                     gid="prediction-interval")
             ax.plot([lo, hi], [y, y], ls="none", marker="|", ms=6, mew=1.2, color=DIAMOND, zorder=3)
 
-    # ---- measure the text forestplot placed, then fix its units and anchors
-    fig.draw_without_rendering()
+    # ---- measure the text forestplot placed, then fix its units and anchors (each text is measured
+    # on its own: a full draw of the figure costs more than all the measuring together)
     renderer = fig.canvas.get_renderer()
     px2pt = 72.0 / fig.dpi
     ax.tick_params(axis="y", length=0)  # no hidden tick length in the label offset
@@ -594,9 +744,24 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
         ax.text(0, header_y + 0.9, "".join(line).rstrip(), transform=text_left, ha="left", va="center",
                 fontsize=FONT, fontweight="bold", family=MONO)
 
+    # ---- trailing blanks of the left-flushed labels (rows without arm data) draw nothing but cost a glyph
+    # each in every format: dropped once the layout is measured
+    fmt = ax.yaxis.get_major_formatter()
+    fmt.seq = [text.rstrip() for text in fmt.seq]
+
+    # ---- "Favours ..." under the axis, either side of no effect; the axis label moves below them
+    if favours:
+        below_ticks = -(3 + 3.5 + FONT * 1.25 + 2) / 72
+        for text, ha, side in ((favours[0], "right", -1), (favours[1], "left", 1)):
+            ax.text(null, 0, f"\u2190 {text}" if side < 0 else f"{text} \u2192", ha=ha, va="top",
+                    fontsize=FONT - 0.5, color="0.2", parse_math=False, gid="favours",
+                    transform=blended_transform_factory(ax.transData, ax.transAxes)
+                    + ScaledTranslation(side * 4 / 72, below_ticks, fig.dpi_scale_trans))
+        ax.xaxis.labelpad = 4 + FONT * 1.25 + 4
+
     # ---- notes under the axis, title above, both flush with the study column
-    notes = _notes(result, common, subgroups, flagged_shown)
-    fig.draw_without_rendering()
+    notes = _notes(result, common, subgroups, flagged_shown, published) + list(notes)
+    ax.xaxis.get_tightbbox(renderer)  # places the axis label under the tick labels
     xl = ax.xaxis.label.get_window_extent(renderer)
     below = (ax.get_window_extent(renderer).y0 - xl.y0) * px2pt + 8
     note = ax.text(0, 0, "\n".join(notes), fontsize=FONT - 0.5, va="top", ha="left", linespacing=1.4,
@@ -609,7 +774,6 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
                       parse_math=False)
 
     # ---- size the figure to its content
-    fig.draw_without_rendering()
     nb = note.get_window_extent(renderer)
     margin = 0.12
     left_in = pad / 72 + margin
@@ -617,9 +781,9 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     width_in = left_in + PLOT_WIDTH + right_in
     width_in = max(width_in, left_in - pad / 72 + nb.width * px2pt / 72 + margin)
     top_in = margin
-    if ttl is not None:
+    if ttl is not None:  # the title wraps to the table's width instead of widening the figure
+        _wrap(ttl, (width_in - (left_in - pad / 72) - margin) * fig.dpi, renderer)
         tb = ttl.get_window_extent(renderer)
-        width_in = max(width_in, left_in - pad / 72 + tb.width * px2pt / 72 + margin)
         top_in += tb.height * px2pt / 72 + 0.08
     ylo, yhi = ax.get_ylim()
     plot_h = ROW * (yhi - ylo)
@@ -632,7 +796,8 @@ def forest_plot(result, frame: pd.DataFrame | None = None, *, common=None, flagg
     rule_x = [margin - 0.04, left_in + PLOT_WIDTH + (right_off + right_w) / 72 + 0.04]
     rule_t = blended_transform_factory(fig.dpi_scale_trans, ax.transData)
     ax.add_line(Line2D(rule_x, [header_y - 0.5] * 2, lw=0.8, color="0.2", clip_on=False, transform=rule_t))
-    pooled_ys = [ypos[i] for i, r in enumerate(rows) if r["kind"] in ("spacer", "pooled", "pi", "common")]
+    pooled_ys = [ypos[i] for i, r in enumerate(rows)
+                 if r["kind"] in ("spacer", "pooled", "pi", "common", "repooled", "published", "continued")]
     if pooled_ys:
         y = max(pooled_ys) + (0.5 if subgroups is not None else 0.15)
         ax.add_line(Line2D(rule_x, [y, y], lw=0.6, color="0.2", clip_on=False, transform=rule_t))
@@ -725,12 +890,12 @@ def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, tit
         stat = float(egger.get("statistic", np.nan))
         df = egger.get("df")
         kind, dft = ("t", f" (df = {df:g})") if df else ("z", "")
-        lines.append(f"Egger's test: {kind} = {stat:.2f}{dft}, p {_p(float(egger.get('pvalue', np.nan)))}")
+        lines.append(f"Egger's test: {kind} = {stat:.2f}{dft}, {p_equals(egger.get('pvalue'))}")
     if result.k < 10:
         lines.append(f"k = {result.k} < 10: funnel asymmetry tests have little power")
     ax.set_title("\n".join(lines), fontsize=FONT - 0.5, loc="left", linespacing=1.35)
     if title:
-        fig.suptitle(title, fontsize=FONT + 1.5, x=0.02, ha="left", fontweight="bold", parse_math=False)
+        _suptitle(fig, title)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
@@ -738,6 +903,12 @@ def funnel_plot(result, *, egger: dict | None = None, contours: bool = True, tit
 
 
 # ----------------------------------------------------------------------------- diagnostics
+
+
+def _suptitle(fig, title: str) -> None:
+    """The figure's title, flush left and wrapped to the figure's width (never cut at the edge)."""
+    t = fig.suptitle(title, fontsize=FONT + 1.5, x=0.02, ha="left", fontweight="bold", parse_math=False)
+    _wrap(t, fig.get_figwidth() * fig.dpi * 0.96, fig.canvas.get_renderer())
 
 
 def _new_figure(w, h):
@@ -748,7 +919,7 @@ def _new_figure(w, h):
 
 def _finish(fig, title):
     if title:
-        fig.suptitle(title, fontsize=FONT + 1.5, x=0.02, ha="left", fontweight="bold", parse_math=False)
+        _suptitle(fig, title)
     for ax in fig.axes:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
@@ -765,7 +936,7 @@ def not_applicable_figure(reason: str, title: str | None = None) -> Figure:
     ax.set_axis_off()
     ax.text(0.0, 0.5, f"Not drawn: {reason}", fontsize=FONT, va="center", ha="left", wrap=True)
     if title:
-        fig.suptitle(title, fontsize=FONT + 1.5, x=0.02, ha="left", fontweight="bold", parse_math=False)
+        _suptitle(fig, title)
     return fig
 
 
@@ -909,7 +1080,7 @@ def bubble_plot(yi, vi, x, fit, *, moderator: str, measure: str, labels=None,
     _set_effect_axis(ax, measure, axis="y")
     p = fit.coefficients["pvalue"].to_numpy(float)[1]
     kind = "t" if fit.test in T_TESTS else "z"
-    ax.set_title(f"slope {b1:.4g} per unit ({fit.level:g}% band, {kind} test p {_p(p)}); k = {fit.k}, "
+    ax.set_title(f"slope {b1:.4g} per unit ({fit.level:g}% band, {kind} test {p_equals(p)}); k = {fit.k}, "
                  f"residual \u03c4\u00b2 = {fit.tau2:.4g}", fontsize=FONT - 0.5, loc="left")
     return _finish(fig, title)
 

@@ -188,43 +188,95 @@ def _fmt(x, d=3):
     return f"{x:.{d}f}"
 
 
-def reproduction_markdown(table, tolerance: float = DEFAULT_TOLERANCE,
-                          modern: str = "REML + Hartung-Knapp with the ad hoc correction") -> str:
-    """The cross-analysis reproduction report (``table``: a DataFrame of reproduction rows;
-    ``modern``: the modern re-analysis in words)."""
+def _clauses(reason: str) -> list[str]:
+    """A reason split at '; ' outside parentheses."""
+    out, depth, cur = [], 0, ""
+    i = 0
+    while i < len(reason):
+        c = reason[i]
+        depth += (c == "(") - (c == ")")
+        if depth == 0 and reason.startswith("; ", i):
+            out.append(cur)
+            cur, i = "", i + 2
+            continue
+        cur += c
+        i += 1
+    return [x for x in out + [cur] if x]
+
+
+def reason_summary(verdict: str, reason: str) -> str:
+    """The reason of a verdict in one sentence; the whole reason stays in the CSV and on the
+    analysis's page.
+
+    Keeps the comparison (the first clause; for ``partial`` and ``discrepant`` the second too,
+    which says how far off the result is) and any 'circular' warning; drops the method's
+    justification, the list of missing trials with their reasons and the excluded studies.
+    A reason without data ('no per-trial data readable: <trials and why>') keeps its head.
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        return ""
+    parts = _clauses(reason.strip())
+    keep = parts[:2] if verdict in ("partial", "discrepant") else parts[:1]
+    keep = [p for p in keep if not p.startswith(("missing:", "method:", "excluded:"))]
+    keep += [p.split(" (")[0] for p in parts[len(keep):] if p.startswith(("circular", "shown for contrast"))]
+    if keep and keep[0].startswith("no per-trial data readable"):
+        keep[0] = "no per-trial data readable"
+    text = "; ".join(keep) or parts[0]
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _interval(est, lo, hi, method=None) -> str:
     import pandas as pd
 
+    if est is None or pd.isna(est):
+        return "—"
+    out = f"{_fmt(est, 2)} ({_fmt(lo, 2)}–{_fmt(hi, 2)})" if not (pd.isna(lo) and pd.isna(hi)) else _fmt(est, 2)
+    return out + (f" {method}" if isinstance(method, str) and method else "")
+
+
+def modern_label(modern=("REML", "adhoc")) -> str:
+    """'REML + Hartung-Knapp, ad hoc correction': the modern re-analysis (config ``modern``: method
+    and test) in words."""
+    from .names import TEST_LABELS
+
+    method, test = modern
+    return f"{method} + {TEST_LABELS.get(test, test)}"
+
+
+def reproduction_markdown(table, tolerance: float = DEFAULT_TOLERANCE,
+                          modern: str = "REML + Hartung-Knapp, ad hoc correction") -> str:
+    """The cross-analysis reproduction summary (``table``: a DataFrame of reproduction rows;
+    ``modern``: the modern re-analysis in words, :func:`modern_label`): one line per published
+    target with its verdict and a one-sentence reason (:func:`reason_summary`); the whole
+    reasons, the method forensics and the provenance are on each analysis's page
+    (``<analysis>/index.html``) and in ``reproduction.csv``."""
+    import pandas as pd
+
+    name = modern
     lines = ["# Reproduction of published claims", "",
              ("Each published pooled estimate is re-pooled from the per-trial numbers in `data/extracted/` "
-             "with the method the paper names. Verdicts: **reproduced** (every printed number matches at the "
-             f"printed precision), **close** (within {tolerance:.0%} of the printed CI width, on the log scale "
-             "for ratios), **discrepant**, **partial** (trials missing: k of K), **not_reproducible** "
-             f"(no per-trial data readable). The modern column re-pools the same trials with {modern} "
-             "and gives the 95% prediction interval."), ""]
+              "with the method the paper names. Verdicts: **reproduced** (every printed number matches at the "
+              f"printed precision), **close** (within {tolerance:.0%} of the printed CI width, on the log scale "
+              "for ratios), **discrepant**, **partial** (trials missing: k of K), **not_reproducible** "
+              f"(no per-trial data readable). The modern column re-pools the same trials with {name} "
+              "and gives the 95% prediction interval [in brackets]."), "",
+             ("Whole reasons, method forensics, missing trials, integrity flags and every number's source: "
+              "`index.html` (open it from this folder) and one page per analysis, `<analysis>/index.html`."), ""]
     for analysis, sub in table.groupby("analysis", sort=False):
         lines += [f"## {analysis}", "", f"Claim: {sub['claim'].iloc[0]}", "",
-                  ("| outcome | target | published | re-pooled | k used / published | verdict | "
-                  "modern [prediction] |"), "|---|---|---|---|---|---|---|"]
+                  f"Details: [{analysis}/index.html]({analysis}/index.html)", "",
+                  (f"| outcome | target | published | re-pooled | k used / published | verdict | {name} "
+                   "[prediction] | reason |"), "|---|---|---|---|---|---|---|---|"]
         for _, r in sub.iterrows():
             pm = "" if pd.isna(r.published_method) else r.published_method
-            pub = f"{_fmt(r.published_estimate, 2)} ({_fmt(r.published_ci_lower, 2)}–{_fmt(r.published_ci_upper, 2)})" \
-                f" {pm}"
-            rep = "—" if r.reproduced_estimate is None or pd.isna(r.reproduced_estimate) else \
-                f"{_fmt(r.reproduced_estimate, 2)} ({_fmt(r.reproduced_ci_lower, 2)}–{_fmt(r.reproduced_ci_upper, 2)}) {r.method}"
-            mod = "—" if r.modern_estimate is None or pd.isna(r.modern_estimate) else \
-                f"{_fmt(r.modern_estimate, 2)} ({_fmt(r.modern_ci_lower, 2)}–{_fmt(r.modern_ci_upper, 2)}) " \
-                f"[{_fmt(r.modern_pi_lower, 2)}–{_fmt(r.modern_pi_upper, 2)}]"
+            pub = _interval(r.published_estimate, r.published_ci_lower, r.published_ci_upper, pm)
+            rep = _interval(r.reproduced_estimate, r.reproduced_ci_lower, r.reproduced_ci_upper, r.method)
+            mod = _interval(r.modern_estimate, r.modern_ci_lower, r.modern_ci_upper)
+            if mod != "—":
+                mod += f" [{_fmt(r.modern_pi_lower, 2)}–{_fmt(r.modern_pi_upper, 2)}]"
             kp = "?" if r.k_published is None or pd.isna(r.k_published) else int(r.k_published)
-            lines.append(f"| {r.outcome} | {r.target} | {pub} | {rep} | {int(r.k_used)} / {kp} | "
-                         f"**{r.verdict}** | {mod} |")
-        lines.append("")
-        for _, r in sub.iterrows():
-            lines.append(f"- *{r.target}* ({r.outcome}): {r.reason}")
-            lm = r.get("likely_method")
-            if isinstance(lm, str) and lm:
-                lines.append(f"  - Method forensics (every method × tau² estimator × test × zero-cell "
-                             f"convention, `forensics.csv`): {lm}")
+            cells = [r.outcome, r.target, pub, rep, f"{int(r.k_used)} / {kp}", f"**{r.verdict}**", mod,
+                     reason_summary(r.verdict, r.reason)]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
-
-

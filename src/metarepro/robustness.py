@@ -39,6 +39,7 @@ from .analysis import correction_lines, interval_method, outcome_frame
 from .blup import blup
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
+from .formatting import format_p, p_equals
 from .metareg import MetaRegressionResult, meta_regression, permutation_test
 from .multiarm import multi_arm_section
 from .pooling import _clean, pool
@@ -81,12 +82,6 @@ def _f(x, d=3):
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "NA"
     return f"{x:.{d}f}"
-
-
-def _p(p):
-    if p is None or not math.isfinite(p):
-        return "NA"
-    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def _attempt(section: dict, fn, *a, **kw):
@@ -449,10 +444,10 @@ def _markdown(an: Analysis, rep: dict) -> str:
                 L.append(f"| {r.get('group', r.get(sg['column']))} | {r.get('k')} | {_f(e)} | {_f(lo)} to {_f(hi)} "
                          f"| {_f(r.get('tau2'), 4)} | {_f(r.get('i2'), 1)} |")
             L += ["", (f"Test for subgroup differences (RevMan): Q = {_f(sg['q_between'], 2)}, df = "
-                      f"{sg['q_between_df']}, p = {_p(sg['q_between_pvalue'])}, I² = {_f(sg['i2_between'], 1)}%."),
+                      f"{sg['q_between_df']}, {p_equals(sg['q_between_pvalue'])}, I² = {_f(sg['i2_between'], 1)}%."),
                   (f"Moderator test of one model with a common tau² (metafor QM, {sg['qm_test']}): "
                   f"{_f(sg['qm'], 2)} on df {', '.join(str(x) for x in sg['qm_df'] if x is not None)}, "
-                  f"p = {_p(sg['qm_pvalue'])}."), ""]
+                  f"{p_equals(sg['qm_pvalue'])}."), ""]
 
     if rep["meta_regression"]:
         L += ["## Meta-regression", ""]
@@ -466,7 +461,7 @@ def _markdown(an: Analysis, rep: dict) -> str:
             for t in ("z", "knha"):
                 for c in (m.get(t) or {}).get("coefficients", []):
                     L.append(f"| {t} | {c.get('term')} | {_f(c.get('estimate'), 5)} | {_f(c.get('se'), 5)} | "
-                             f"{_f(c.get('ci_lower'), 5)} to {_f(c.get('ci_upper'), 5)} | {_p(c.get('pvalue'))} |")
+                             f"{_f(c.get('ci_lower'), 5)} to {_f(c.get('ci_upper'), 5)} | {format_p(c.get('pvalue'))} |")
             kn = m.get("knha", {})
             cis = m.get("tau2_ci") or {}
             ci_text = "".join(f", {name} CI {_ci(cis[key])}" for key, name in (("qp", "Q-profile"),
@@ -474,11 +469,11 @@ def _markdown(an: Analysis, rep: dict) -> str:
                               if key in cis)
             L += ["", (f"k = {m['k']}; residual tau² = {_f(kn.get('tau2'), 4)}{ci_text}, I² = {_f(kn.get('i2'), 1)}%, "
                       f"R² = {_f(kn.get('r2'), 1)}%; residual heterogeneity QE = {_f(kn.get('qe'), 2)} "
-                      f"(p = {_p(kn.get('qe_pvalue'))}).")]
+                      f"({p_equals(kn.get('qe_pvalue'))}).")]
             perm = m.get("permutation")
             if perm:
                 how = "exact, all permutations" if perm.get("exact") else f"{perm.get('iter')} permutations, seed {perm.get('seed')}"
-                L.append(f"Permutation test of the moderator ({how}): p = {_p(perm.get('qm_pvalue'))}.")
+                L.append(f"Permutation test of the moderator ({how}): {p_equals(perm.get('qm_pvalue'))}.")
             L.append("")
 
     ss = rep["small_study"]
@@ -492,11 +487,11 @@ def _markdown(an: Analysis, rep: dict) -> str:
         e = ss.get(key)
         if e:
             kind = f"t (df = {e['df']:g})" if e.get("df") else "z"
-            L.append(f"- {name}: {kind} = {_f(e['statistic'], 3)}, p = {_p(e['pvalue'])}; limit estimate "
+            L.append(f"- {name}: {kind} = {_f(e['statistic'], 3)}, {p_equals(e['pvalue'])}; limit estimate "
                      f"{_f(e['limit_estimate'])} ({_f(e['limit_ci_lower'])} to {_f(e['limit_ci_upper'])}).")
     if ss.get("begg"):
         b = ss["begg"]
-        L.append(f"- Begg's rank correlation: Kendall's tau = {_f(b['tau'], 3)}, p = {_p(b['pvalue'])}"
+        L.append(f"- Begg's rank correlation: Kendall's tau = {_f(b['tau'], 3)}, {p_equals(b['pvalue'])}"
                  f"{' (exact)' if b.get('exact') else ''}.")
     for est in ("L0", "R0"):
         t = ss.get(f"trimfill_{est}")
@@ -572,18 +567,18 @@ def _dose_md(dr: dict, level) -> list[str]:
     if fit:
         L.append(f"- main (covariance from the arm data; {fit['method']}, {fit['test']}; {fit['trials']} trial(s), "
                  f"k = {fit['k']}): slope {_f(fit['slope'], 4)} ({_f(fit['ci_lower'], 4)} to "
-                 f"{_f(fit['ci_upper'], 4)}), p = {_p(fit['pvalue'])}; QE = {_f(fit['qe'], 2)} on {fit['qe_df']} df.")
+                 f"{_f(fit['ci_upper'], 4)}), {p_equals(fit['pvalue'])}; QE = {_f(fit['qe'], 2)} on {fit['qe_df']} df.")
         sp = dr.get("sensitivity_split")
         if sp:
             L.append(f"- sensitivity, control arm split (comparisons independent): slope {_f(sp['slope'], 4)} "
-                     f"({_f(sp['ci_lower'], 4)} to {_f(sp['ci_upper'], 4)}), p = {_p(sp['pvalue'])}.")
+                     f"({_f(sp['ci_lower'], 4)} to {_f(sp['ci_upper'], 4)}), {p_equals(sp['pvalue'])}.")
         L.append("")
     if dr.get("assumed"):
         L += [f"**Not evidence** — {dr['assumed_note']}.", "",
               "| assumed correlation | slope | CI | p | QE (df) |", "|---|---|---|---|---|"]
         for a in dr["assumed"]:
             L.append(f"| {a['rho']:g} | {_f(a['slope'], 4)} | {_f(a['ci_lower'], 4)} to {_f(a['ci_upper'], 4)} | "
-                     f"{_p(a['pvalue'])} | {_f(a['qe'], 2)} ({a['qe_df']}) |")
+                     f"{format_p(a['pvalue'])} | {_f(a['qe'], 2)} ({a['qe_df']}) |")
         how = ("a common-effect (EE) fit" if dr["assumed"][0]["method"] == "EE" else
                f"a {dr['assumed'][0]['method']} fit")
         L += ["", (f"Each row: {how} of the comparisons on the dose difference, without intercept, with the "
@@ -603,12 +598,12 @@ def _multi_arm_md(ma: dict, ratio: bool) -> list[str]:
     if main:
         tau = lambda d: _f((d.get("sigma2") or [d.get("tau2")])[0], 4)
         L += ["| analysis | k | estimate (CI) | p | tau² (sigma²) |", "|---|---|---|---|---|",
-              f"| main: {main['model']} | {main['k']} | {_est_ci(main)} | {_p(main['pvalue'])} | {tau(main)} |"]
+              f"| main: {main['model']} | {main['k']} | {_est_ci(main)} | {format_p(main['pvalue'])} | {tau(main)} |"]
         for s_ in ma["sensitivity"]:
-            L.append(f"| sensitivity: {s_['analysis']} | {s_['k']} | {_est_ci(s_)} | {_p(s_['pvalue'])} | "
+            L.append(f"| sensitivity: {s_['analysis']} | {s_['k']} | {_est_ci(s_)} | {format_p(s_['pvalue'])} | "
                      f"{tau(s_)} |")
         L += ["", (f"Main model's residual heterogeneity QE = {_f(main['qe'], 2)} on {main['qe_df']} df "
-                   f"(p = {_p(main['qe_pvalue'])})."), ""]
+                   f"({p_equals(main['qe_pvalue'])})."), ""]
     for n in ma.get("notes", []):
         L += [n, ""]
     if ma.get("dose_response"):

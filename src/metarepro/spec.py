@@ -30,6 +30,16 @@ def outcome_measure(spec: dict, outcome: str) -> str:
     return spec["measure"]
 
 
+def outcome_favours(spec: dict, outcome: str) -> tuple[str, str] | None:
+    """The labels printed under the left and the right of an outcome's forest-plot axis: the
+    outcome's own ``favours`` where the YAML names them, else the analysis's, else None."""
+    for o in spec["outcomes"]:
+        if o["name"] == outcome and o.get("favours"):
+            return tuple(o["favours"])
+    fav = spec.get("favours")
+    return tuple(fav) if fav else None
+
+
 def check_spec(path: str | Path) -> dict:
     """Read and check an analysis YAML against the JSON schema and the rules."""
     name = str(path)

@@ -23,6 +23,10 @@ for _analysis in ANALYSES:
             seed=config["seed"],
         log:
             f"logs/analyse/{_analysis}.log",
+        # Under a cluster profile, the jobs of group "analysis" travel in bundles
+        # (workflow/profiles/slurm: group-components analysis=N); a local run ignores groups.
+        group:
+            "analysis"
         conda:
             "../envs/metarepro.yaml"
         script:

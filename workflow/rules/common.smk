@@ -98,7 +98,7 @@ def analysis_outputs(analysis):
 
 
 def all_outputs():
-    files = ["results/reproduction.csv", "results/reproduction.md"]
+    files = ["results/reproduction.csv", "results/reproduction.md", "results/index.html"]
     for a in ANALYSES:
         files += list(analysis_outputs(a).values())
     return files
@@ -106,3 +106,15 @@ def all_outputs():
 
 def per_analysis_reproduction(wildcards):
     return [f"results/{a}/reproduction.csv" for a in ANALYSES]
+
+
+def site_inputs(wildcards):
+    """Everything the pages show (the analyses' files and outputs), the engine and the templates."""
+    package = Path(next(p for p in ENGINE if p.endswith("__init__.py"))).parent
+    files = ["results/reproduction.csv", "results/reproduction.md", *ENGINE]
+    files += sorted(str(p) for p in (package / "templates").glob("*.html.j2"))
+    for a in ANALYSES:
+        data = analysis_inputs(a)
+        files += [data["spec"], *([data["table"]] if "table" in data else [])]
+        files += [str(f) for f in analysis_outputs(a).values()]
+    return files

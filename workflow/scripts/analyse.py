@@ -63,7 +63,10 @@ def with_data():
             write_text(out[f"{o}__heterogeneity_md"], md)
             fi = figure_inputs(an, o, modern=p.modern, level=p.level, common_method=p.common_method)
             figures.save_figure(figures.forest_plot(fi.result, fi.frame, common=fi.common, flagged=fi.flagged,
-                                                    subgroups=fi.subgroups, title=fi.title), stem(f"{o}__forest_png"))
+                                                    subgroups=fi.subgroups, title=fi.title, published=fi.published,
+                                                    favours=fi.favours,
+                                                    notes=[f"Not drawn: {why}" for why in fi.not_drawn]),
+                                stem(f"{o}__forest_png"))
             k = fi.result.k
             figures.save_figure(figures.funnel_plot(fi.result, egger=fi.egger, title=fi.title)
                                 if k >= figures.FUNNEL_MIN_K else
