@@ -126,7 +126,7 @@ def _outcome_entry(o: Outcome) -> dict:
          "measure": o.measure, "method": o.method, "convention": "revman5", "data_type": o.data_type,
          "revman_measure": o.revman_measure, "ci_study": o.ci_study, "ci_total": o.ci_total,
          "subgroups": o.subgroups}
-    if any(o.favours):
+    if all(o.favours):  # both labels printed (the schema wants two non-empty labels)
         e["favours"] = list(o.favours)
     if any(o.group_labels):
         e["group_labels"] = list(o.group_labels)
