@@ -62,6 +62,12 @@ def outcome_frame(an: Analysis, outcome: str, comparison: str | None = None, *,
         attrs = dict(rows.attrs)
         rows = rows.assign(study=rows["study"] + " (" + rows["comparison"] + ")")
         rows.attrs.update(attrs)
+    if "subgroup" in rows.columns and rows["study"].duplicated().any():
+        # a trial in two subgroups of one analysis (RevMan allows it): one label per row
+        attrs = dict(rows.attrs)
+        dup = rows["study"].duplicated(keep=False)
+        rows = rows.assign(study=rows["study"].where(~dup, rows["study"] + " [" + rows["subgroup"] + "]"))
+        rows.attrs.update(attrs)
     return rows
 
 
@@ -328,8 +334,14 @@ def _jsonable(v):
 
 
 def _target_frame(an: Analysis, t: dict) -> tuple[pd.DataFrame, str]:
-    """The rows a target was pooled from, and its measure."""
+    """The rows a target was pooled from (those of its ``subgroup`` only, where it
+    names one), and its measure."""
     frame = outcome_frame(an, t["outcome"], t.get("comparison")) if len(an.table) else pd.DataFrame()
+    if t.get("subgroup") is not None and len(frame) and "subgroup" in frame.columns:
+        attrs = dict(frame.attrs)
+        keep = (frame["subgroup"] == t["subgroup"]).to_numpy()
+        frame = frame[keep].reset_index(drop=True)
+        frame.attrs.update(attrs, lines=[ln for ln, k in zip(attrs.get("lines", []), keep) if k])
     return frame, target_measure(an.spec, t)
 
 
@@ -433,8 +445,9 @@ def _published_request(frame: pd.DataFrame, measure: str, target: dict, level: f
     if method in ("MH", "PETO", "MH-DL") and not io.counts_on_every_row(frame, measure):
         iv = "DL" if method == "MH-DL" else "FE"
         method, how = iv, f"{method} needs 2x2 counts on every row; inverse-variance {iv} used instead"
-    request = Fit.of(frame, measure=measure, method=method, test="z", level=level, convention=convention,
-                     studies=False)
+    # the printed CI's level (an imported RevMan total may print 99% CIs)
+    request = Fit.of(frame, measure=measure, method=method, test="z", level=target.get("level") or level,
+                     convention=convention, studies=False)
     return request, method, how
 
 
@@ -485,7 +498,8 @@ def reproduction_rows_fits(an: Analysis, *, tolerance: float = DEFAULT_TOLERANCE
                        modern_ci_upper=shared["ci_upper"], modern_pi_lower=shared["pi_lower"],
                        modern_pi_upper=shared["pi_upper"])
         if t.get("estimate") is None:
-            v = ("not_reproducible", "the published estimate is not printed in a readable source")
+            v = ("not_reproducible", "the published estimate is not printed in a readable source"
+                 + (f" ({t['notes']})" if t.get("notes") and "not estimable" in t["notes"] else ""))
         else:
             j = judge(t, ours, ratio=ratio, k_used=res.k, k_published=rec["k_published"], missing=missing,
                       tolerance=tolerance)

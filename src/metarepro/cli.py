@@ -180,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="one JSON object")
     c = sub.add_parser("check", help="check evidence files (data/extracted) against the provenance rules")
     c.add_argument("paths", nargs="+", help="analysis YAML (or CSV) files, or folders holding them")
+    i = sub.add_parser("import", help="write a RevMan 5 file or a Cochrane data-rows CSV as CSV + YAML pairs")
+    i.add_argument("file", help="RevMan 5 file (.rm5) or Cochrane data-rows export (.csv)")
+    i.add_argument("--out", required=True, help="folder for <analysis>.csv and <analysis>.yaml")
+    r = sub.add_parser("reproduce", help="re-pool every RevMan total and study of a review; verdicts, no figures")
+    r.add_argument("path", help="RevMan 5 file (.rm5), Cochrane data-rows export (.csv), or a folder of pairs")
+    r.add_argument("--json", action="store_true", help="JSON Lines, one per target, keys of results/reproduction.csv")
+    r.add_argument("--studies", metavar="CSV", help="also write the per-study agreement table to this file")
+    r.add_argument("--tolerance", type=float, default=0.10, help="'close' threshold (fraction of the CI width)")
     return p
 
 
@@ -319,6 +327,10 @@ def _regress(args) -> int:
 def _run(args) -> int:
     if args.command == "check":
         return _check(args.paths)
+    if args.command in ("import", "reproduce"):
+        from . import review_cli
+
+        return review_cli.run(args)
     if args.command == "regress":
         return _regress(args)
     if args.command == "pool-mv":

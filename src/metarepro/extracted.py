@@ -25,7 +25,7 @@ PROVENANCE = ("source", "source_url", "source_location", "quote")
 REQUIRED_CSV = ("study", "outcome") + PROVENANCE + ("derived",)
 DATA_COLUMNS = tuple(dict.fromkeys(io.BINARY + io.CONTINUOUS + io.CORRELATION + io.GENERIC_VI
                                    + io.GENERIC_SEI + io.GENERIC_CI))
-SOURCE_RE = re.compile(r"^(10\.\d{4,9}/\S+|PMID:\s?\d+|PMC\d+)$")
+SOURCE_RE = re.compile(r"^(10\.\d{4,9}/\S+|PMID:\s?\d+|PMC\d+|file:\S.*)$")
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,9 @@ def check_csv(path: str | Path, outcomes: list[str] | None = None) -> pd.DataFra
                 raise InputError(f"empty {col}: every number must say where it was read", file=name,
                                  row=line, column=col)
         if not SOURCE_RE.match(row["source"].strip()):
-            raise InputError(f"source '{row['source']}' is not a DOI (10.xxxx/...), PMID:nnnn or PMCnnnn",
-                             file=name, row=line, column="source")
-        if not row["source_url"].strip().startswith(("http://", "https://")):
+            raise InputError(f"source '{row['source']}' is not a DOI (10.xxxx/...), PMID:nnnn, PMCnnnn or "
+                             "file:<name> (an imported review file)", file=name, row=line, column="source")
+        if not row["source_url"].strip().startswith(("http://", "https://", "file:")):
             raise InputError("source_url is not a web address", file=name, row=line, column="source_url")
         if outcomes is not None and row["outcome"] not in outcomes:
             raise InputError(f"outcome '{row['outcome']}' is not one of the YAML's outcomes "
@@ -153,10 +153,10 @@ def check_csv(path: str | Path, outcomes: list[str] | None = None) -> pd.DataFra
             if not derived and not _in_quote(cell, row["quote"]):
                 raise InputError(f"{cell} does not appear in the quote; quote the words that print it "
                                  "or explain the arithmetic in 'derived'", file=name, row=line, column=col)
-    dup = frame.duplicated(subset=[c for c in ("outcome", "comparison", "study") if c in frame.columns])
+    dup = frame.duplicated(subset=[c for c in ("outcome", "comparison", "subgroup", "study") if c in frame.columns])
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise InputError(f"duplicate study '{frame['study'].iloc[i]}' within its outcome", file=name,
+        raise InputError(f"duplicate study '{frame['study'].iloc[i]}' within its outcome (and subgroup)", file=name,
                          row=i + 2, column="study")
     return frame
 

@@ -102,8 +102,9 @@ def _natural(res) -> tuple[float, float, float]:
 
 def _matches(label: str, names) -> bool:
     """A study label of the pooled table is one of ``names`` (multi-arm rows carry
-    their comparison in brackets after the trial's label)."""
-    return any(label == n or label.startswith(f"{n} (") for n in names)
+    their comparison in brackets after the trial's label, rows of a trial in two
+    subgroups their subgroup in square brackets)."""
+    return any(label == n or label.startswith((f"{n} (", f"{n} [")) for n in names)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -111,7 +112,10 @@ def _matches(label: str, names) -> bool:
 
 def _integrity(an: Analysis, frame, res, measure, method, test, level) -> dict:
     flags = an.flagged()
-    rob = {r["study"]: r.get("judgement") for r in an.spec.get("risk_of_bias") or []}
+    outcome = frame["outcome"].iloc[0] if "outcome" in frame.columns and len(frame) else None
+    # judgements for the whole trial, or for this outcome (RoB 2 judges each outcome)
+    rob = {r["study"]: r.get("judgement") for r in an.spec.get("risk_of_bias") or []
+           if r.get("outcome") in (None, outcome)}
     labels = [str(s) for s in res.studies["study"]]
     sets = (
         ("without retracted trials", [n for n, f in flags.items() if f == "retracted"]),

@@ -30,7 +30,10 @@ def engine_sources():
     root = local if local.is_dir() else Path(metarepro.__file__).parent
     files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and "__pycache__" not in p.parts)
     base = Path(workflow.basedir)
-    return [str(p.relative_to(base)) if p.is_relative_to(base) else str(p) for p in files]
+    # relative to the repository when run from it (paths in the job records stay machine-independent);
+    # absolute when snakemake runs elsewhere (-d/--directory), where relative paths would not exist
+    here = Path.cwd().resolve() == base.resolve()
+    return [str(p.relative_to(base)) if here and p.is_relative_to(base) else str(p) for p in files]
 
 
 ENGINE = engine_sources()
