@@ -236,3 +236,17 @@ def test_impossible_counts_listed_study_dropped_others_kept(tmp_path):
     rep = reproduce(r)
     # RevMan pooled 7 studies; 6 are left, so the total is judged partial, never silently 'reproduced'
     assert rep.targets[0]["k_used"] == 6 and rep.targets[0]["verdict"] == "partial"
+
+
+def test_imported_outcome_heads_its_figures_with_the_analysis_name(tmp_path):
+    """The file prints "Aspirin for Preventing Death after Myocardial Infarction" as the name of
+    Analysis 1.1; the imported YAML carries it as the outcome's title, and the forest plot's
+    heading uses it instead of the outcome key."""
+    from metarepro.analysis import figure_inputs
+
+    csv_path, yaml_path = write_pair(read_rm5(FLEISS), tmp_path)
+    an = load_analysis(csv_path, yaml_path)
+    first = an.outcomes()[0]
+    assert an.spec["outcomes"][0]["title"] == "Analysis 1.1: Aspirin for Preventing Death after Myocardial Infarction"
+    fi = figure_inputs(an, first)
+    assert fi.title.endswith(": Analysis 1.1: Aspirin for Preventing Death after Myocardial Infarction")

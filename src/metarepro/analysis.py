@@ -31,7 +31,7 @@ from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
     target_record,
     unpooled_verdict,
 )
-from .spec import outcome_favours
+from .spec import outcome_favours, outcome_title
 
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
 
@@ -621,7 +621,7 @@ def figure_inputs(an: Analysis, outcome: str, *, modern=None, level: float = 95,
     egger = None
     if res.k >= 3:
         egger = egger_test(res, model="lm").to_dict()
-    label = f"{an.spec['title']}: {outcome.replace('_', ' ')}"
+    label = f"{an.spec['title']}: {outcome_title(an.spec, outcome)}"
     published, not_drawn = published_pooled(an, outcome, measure, level)
     return FigureInputs(res, frame, common, set(an.flagged()), subgroups, egger, label, tuple(published),
                         outcome_favours(an.spec, outcome), tuple(not_drawn))

@@ -121,7 +121,7 @@ def pair(review: Review) -> tuple[str, list[dict], dict]:
 
 
 def _outcome_entry(o: Outcome) -> dict:
-    e = {"name": outcome_name(o), "description": f"{o.label}: {o.name}" + (
+    e = {"name": outcome_name(o), "title": f"{o.label}: {o.name}", "description": f"{o.label}: {o.name}" + (
         f" (comparison {o.comparison_no}: {o.comparison})" if o.comparison else ""),
          "measure": o.measure, "method": o.method, "convention": "revman5", "data_type": o.data_type,
          "revman_measure": o.revman_measure, "ci_study": o.ci_study, "ci_total": o.ci_total,

@@ -202,7 +202,7 @@ def engine_blocks(review: Review) -> dict[tuple, pd.DataFrame]:
     return out_frames
 
 
-def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha")) -> Reproduction:
+def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "adhoc")) -> Reproduction:
     """Re-pool every analysis of a review and compare with RevMan's numbers.
 
     Parameters
@@ -212,7 +212,9 @@ def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "knha"
     tolerance : float
         "close" threshold of :func:`metarepro.reproduce.judge`.
     modern : (method, test)
-        The re-analysis shown beside every target (REML + Hartung-Knapp).
+        The re-analysis shown beside every target: REML with Hartung-Knapp
+        and Knapp & Hartung's ad hoc correction (metafor's ``test="adhoc"``),
+        as the pipeline's modern re-analysis in config.yaml.
 
     Returns
     -------

@@ -30,6 +30,15 @@ def outcome_measure(spec: dict, outcome: str) -> str:
     return spec["measure"]
 
 
+def outcome_title(spec: dict, outcome: str) -> str:
+    """An outcome's heading in figures and pages: its ``title`` where the YAML gives one
+    (an imported review: "Analysis 1.2: Symptom of sore throat on day 3"), else its name."""
+    for o in spec["outcomes"]:
+        if o["name"] == outcome and o.get("title"):
+            return o["title"]
+    return outcome.replace("_", " ")
+
+
 def outcome_favours(spec: dict, outcome: str) -> tuple[str, str] | None:
     """The labels printed under the left and the right of an outcome's forest-plot axis: the
     outcome's own ``favours`` where the YAML names them, else the analysis's, else None."""
