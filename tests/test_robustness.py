@@ -318,3 +318,20 @@ def test_generic_dose_response_is_a_labelled_sensitivity_analysis():
     assert dr["assumed"][0]["se"] == pytest.approx(np.sum(w * x * x) ** -0.5, rel=1e-12)
     assert "**Not evidence**" in rb.markdown and "What limits it:" in rb.markdown
     assert rb.report["multi_arm"]["shared_with_outcomes"] == ["b"]
+
+
+def test_one_trial_heterogeneity_report_says_not_applicable():
+    # Burt 2019 radius, 4000 vs 400 IU: -3.9 (-6.5 to -1.3) as printed in the JAMA abstract;
+    # one trial pools to itself, and RevMan prints "Heterogeneity: Not applicable".
+    one = pd.DataFrame({"study": ["Burt 2019"], "estimate": [-3.9], "ci_lower": [-6.5], "ci_upper": [-1.3]})
+    rep, md = heterogeneity(analysis(one, measure="MD"), "o")
+    assert rep["k"] == 1
+    assert "Not applicable" in md and "-3.900 (-6.500 to -1.300)" in md
+    assert "| Q (df" not in md and "| FE | z |" not in md
+
+
+def test_two_trials_report_no_prediction_interval():
+    # the forest plot draws a prediction interval from three trials on; the report says the same
+    two = pd.DataFrame({"study": ["A", "B"], "yi": [-0.7, -0.5], "vi": [0.1, 0.1]})
+    _, md = heterogeneity(analysis(two, measure="GEN"), "o")
+    assert "| prediction interval | | not shown with fewer than three trials |" in md

@@ -246,8 +246,16 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
              f"Measure {measure}; model: {interval_method(method, test)}; k = {main.k}"
              + (f" of {main.k + len(missing)} trials listed (missing: "
                 + "; ".join(f"{m['study']} — {m['reason']}" for m in missing) + ")" if missing else "") + ".",
-             "",
-             "| statistic | value | 95% CI |", "|---|---|---|",
+             ""]
+    if main.k < 2:
+        est = nat.get("estimate_natural", d["estimate"]) if nat else d["estimate"]
+        lo = nat.get("ci_lower_natural", d["ci_lower"]) if nat else d["ci_lower"]
+        hi = nat.get("ci_upper_natural", d["ci_upper"]) if nat else d["ci_upper"]
+        lines += [("One trial: nothing is pooled, so Q, tau², I², H², the prediction interval and the "
+                   "tau² estimators are not applicable (RevMan prints \"Heterogeneity: Not applicable\"). "
+                   f"The trial's own estimate: {_fmt(est)} ({_fmt(lo)} to {_fmt(hi)}).")]
+        return report, _heterogeneity_tail(an, report, lines)
+    lines += ["| statistic | value | 95% CI |", "|---|---|---|",
              f"| Q (df = {d['q_df']}) | {_fmt(d['q'])} | {p_equals(d['q_pvalue'])} |",
              (f"| tau² | {_fmt(d['tau2'], 4)} | {bound(d['tau2_ci_lower'], lo_c, 'lower', 4)} to "
              f"{bound(d['tau2_ci_upper'], hi_c, 'upper', 4)} |"),
@@ -255,7 +263,9 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
              f"{bound(d['i2_ci_upper'], hi_c, 'upper', 1)} |"),
              (f"| H² | {_fmt(d['h2'], 2)} | {bound(d['h2_ci_lower'], lo_c, 'lower', 2)} to "
              f"{bound(d['h2_ci_upper'], hi_c, 'upper', 2)} |")]
-    if nat:
+    if main.k < 3:
+        lines.append("| prediction interval | | not shown with fewer than three trials |")
+    elif nat:
         lines.append(f"| prediction interval (natural scale) | | {_fmt(nat['pi_lower_natural'])} to "
                      f"{_fmt(nat['pi_upper_natural'])} |")
     else:
@@ -286,13 +296,18 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
                        "their covariance from the arm data (multilevel model: estimate "
                        f"{_fmt(shared['estimate'])} ({_fmt(shared['ci_lower'])} to {_fmt(shared['ci_upper'])})); "
                        "see the robustness report.")]
+    return report, _heterogeneity_tail(an, report, lines)
+
+
+def _heterogeneity_tail(an: Analysis, report: dict, lines: list[str]) -> str:
+    """The heterogeneity report's closing sections (corrected/excluded studies, integrity flags)."""
     lines += ["", "## Corrected and excluded studies", ""]
     lines += correction_lines(report["corrections"], report["excluded"],
                               none="None: every study entered as extracted.")
     if an.flagged():
         lines += ["", "## Integrity flags", ""]
         lines += [f"- {s}: {f}" for s, f in an.flagged().items()]
-    return report, "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def _modelled_shared_arms(an: Analysis, outcome: str, comparison: str | None = None, method: str = "REML",
