@@ -133,6 +133,23 @@ def test_data_rows_generic_ratio_with_subgroup_weights():
     assert st["weight_agrees"].dropna().all()
 
 
+def test_data_rows_subgroups_without_totals_have_no_weights_to_check():
+    # CD011627.pub3 Analysis 3.1: every subgroup is one comparison, none totalled; RevMan exports
+    # "0.000000" as each study's weight. The effects are still checked (Brunner 2012: 9/33 vs 7/31,
+    # RR = (9/33)/(7/31) = 1.207792 as printed), the weights are listed as not checked.
+    r = read_data_rows(DATA / "CD011627_pub3_analysis3.1-data-rows.csv")
+    (out,) = r.outcomes
+    assert all("weight" not in s.published for s in out.studies)
+    # 9 rows in 8 subgroups (Coyer 2020 and Gaspar 2016 share one); Byers 1995 (0/10 vs 0/10) is not
+    # estimable and prints no weight, so its subgroup has no 0 to explain
+    assert sum("computed no total" in n for n in out.notes) == 7
+    st = reproduce(r).studies
+    est = st[st["estimable_published"] == True]
+    assert len(est) == 8 and est["weight_agrees"].isna().all() and est["effect_agrees"].all()
+    brunner = st[st["study"].str.startswith("Brunner 2012")].iloc[0]
+    assert brunner["published_estimate"] == pytest.approx((9 / 33) / (7 / 31), abs=5e-7)
+
+
 def test_data_rows_risk_of_bias_imported(tmp_path):
     from metarepro.datarows import risk_of_bias
 

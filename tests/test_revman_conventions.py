@@ -128,12 +128,22 @@ def test_revman5_rr_zero_cell_study_by_hand():
     # single0: 0.5 added to each cell -> a=0.5, n1=21, c=3.5, n2=22
     assert st.yi["single0"] == pytest.approx(math.log(0.5 / 21) - math.log(3.5 / 22), rel=1e-13)
     assert st.vi["single0"] == pytest.approx(1 / 0.5 - 1 / 21 + 1 / 3.5 - 1 / 22, rel=1e-13)
-    # double0 is not estimable for RR (excluded, listed); allevents is kept for RR,
-    # corrected: a=15.5, n1=16, c=14.5, n2=15 (R meta: RR.Cochrane, n + 2 incr)
+    # double0 is not estimable for RR (excluded, listed); allevents is kept for RR with
+    # RR = 15/15 / (14/14) = 1 from the raw counts and the variance of the corrected table
+    # a=15.5, n1=16, c=14.5, n2=15. RevMan prints exactly this: CD002042 (pub6) Analysis 1.1,
+    # DeZern 2016, 59/59 vs 30/30: RR 1.000000 (0.950573 to 1.051997), and
+    # exp(1.959964 * sqrt(1/59.5 - 1/60 + 1/30.5 - 1/31)) = 1.051997.
     assert [e["study"] for e in res.excluded] == ["double0"]
     assert "not estimable" in res.excluded[0]["reason"]
-    assert st.yi["allevents"] == pytest.approx(math.log(15.5 / 16) - math.log(14.5 / 15), rel=1e-13)
+    assert st.yi["allevents"] == 0.0
     assert st.vi["allevents"] == pytest.approx(1 / 15.5 - 1 / 16 + 1 / 14.5 - 1 / 15, rel=1e-13)
+    dezern = pd.DataFrame({"study": ["DeZern 2016"], "events_t": [59], "total_t": [59],
+                           "events_c": [30], "total_c": [30]})
+    one = metarepro.pool(dezern, measure="RR", method="FE", convention="revman5").studies.iloc[0]
+    assert math.exp(one.yi) == 1.0
+    half = 1.959963984540054 * math.sqrt(one.vi)
+    assert math.exp(-half) == pytest.approx(0.950573, abs=5e-7)
+    assert math.exp(half) == pytest.approx(1.051997, abs=5e-7)
     assert {c["study"] for c in res.corrections} == {"single0", "allevents"}
     assert res.k == 3
     # metafor's escalc keeps the double-zero study (corrected) for the IV model

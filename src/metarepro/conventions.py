@@ -14,7 +14,9 @@ piece (``pool`` keyword)  ``"metafor"`` (metafor 3.8)                ``"revman5"
 ``drop00``                keep double-zero and all-event studies     ``"revman5"``: no events in both arms: not
                           (``escalc``); MH/Peto study effects        estimable for RR and OR, kept for RD; every
                           drop them (``rma.mh``/``rma.peto``)        participant with the event in both arms: not
-                                                                     estimable for OR, kept for RR and RD
+                                                                     estimable for OR, kept for RR (RR = 1 from
+                                                                     the raw counts, variance from the corrected
+                                                                     table) and RD
 ``rd``                    ``"metafor"``: RD and its variance from    ``"revman5"``: RD from the raw counts, its
                           the 0.5-corrected table                    variance from the corrected table
 ``mh``                    ``"metafor"``: ``rma.mh`` on the raw       ``"revman5"``: MH on the table with 0.5 added

@@ -201,16 +201,30 @@ def read_data_rows(path: str | Path, *, infer: bool = True) -> Review:
                                                     "analysis is"))
                 continue
             out.studies.append(s)
-        if out.studies and all(_float0(s.published.get("weight")) == 0 for s in out.studies):
-            for s in out.studies:
-                s.published.pop("weight", None)
-            out.notes.append("every printed weight is 0: RevMan printed no weights (no pooled total); "
-                             "weights not checked")
+        _drop_unprinted_weights(out)
         if out.studies:
             review.outcomes.append(out)
     if infer:
         infer_settings(review)
     return review
+
+
+def _drop_unprinted_weights(out: Outcome) -> None:
+    """Forget the printed weights of a subgroup (or an analysis without subgroups) whose every
+    printed weight is 0 or empty: RevMan computed no total there and exports 0 for each study
+    (e.g. CD011627 Analysis 3.1, where each comparison is its own subgroup and none is totalled),
+    so there is no weight to reproduce. Listed in the outcome's notes."""
+    groups: dict[str, list] = {}
+    for st in out.studies:
+        groups.setdefault(st.subgroup, []).append(st)
+    for sub, studies in groups.items():
+        w = [_float0(st.published.get("weight")) for st in studies]
+        if any(x == 0 for x in w) and all(x in (0, None) for x in w):
+            for st in studies:
+                st.published.pop("weight", None)
+            where = f"subgroup '{sub}'" if sub else "the analysis"
+            out.notes.append(f"every printed weight of {where} is 0: RevMan computed no total there; "
+                             "its weights are not checked")
 
 
 def _key_rows(review: Review, outcomes: list[int], within_subgroups: bool = False) -> pd.DataFrame:

@@ -199,8 +199,10 @@ def compute_effects(frame: pd.DataFrame, measure: str, *, add: float | None = No
         Exclude studies with no events (or only events) in both arms. metafor's
         ``escalc`` keeps them (default False). ``"revman5"``: RevMan 5's rule by
         measure: no events in both arms is not estimable for RR and OR, every
-        participant with the event in both arms is not estimable for OR; RD
-        keeps both (Cochrane Handbook 5.1 section 16.9.3; R meta's ``metabin``).
+        participant with the event in both arms is not estimable for OR and,
+        for RR, gives RR = 1 from the raw counts with the variance of the
+        corrected table (as RevMan prints it); RD keeps both (Cochrane Handbook
+        5.1 section 16.9.3; R meta's ``metabin``).
     ci_level : float
         Level in percent of the intervals in ``estimate,ci_lower,ci_upper`` input.
     group : ndarray of int, optional
@@ -361,6 +363,12 @@ def _binary(rows: Rows, measure, labels, add, to, drop00, group, corrections, ex
         else:
             fn = {"RR": log_risk_ratio, "OR": log_odds_ratio, "RD": risk_difference}[measure]
             yi, vi = fn(ai, bi, ci, di)
+        if measure == "RR" and drop00 == "revman5":
+            # RevMan 5: every participant with the event in both arms gives RR = 1 from the raw
+            # counts; only its variance comes from the corrected table (checked on 89 of 89 such
+            # studies printed in Cochrane data-rows exports, e.g. CD002042 Analysis 1.1, DeZern 2016:
+            # 59/59 vs 30/30, RR 1.00 (0.95 to 1.05)).
+            yi = np.where(keep & (raw[1] == 0) & (raw[3] == 0), 0.0, yi)
     bad = keep & ~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0))
     for i in np.flatnonzero(bad):
         excluded.append({"row": int(rows.pos[i]), "study": labels[i],
