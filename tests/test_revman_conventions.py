@@ -221,17 +221,28 @@ def test_mh_rr_weight_of_corrected_table_by_hand():
 
 def test_mh_rd_revman5_greenland_robins_variance_by_hand():
     rm = metarepro.pool(MH3, measure="RD", method="MH", convention="revman5")
-    # weights n1 n2 / N of the corrected table (A: 26*26/52); RDs of the raw counts
-    n1 = np.array([26.0, 40, 60])
-    n2 = np.array([26.0, 42, 58])
+    # RD needs no continuity correction: weights n1 n2 / N of the raw table (A: 25*25/50) and RDs
+    # of the raw counts (Deeks & Higgins 2010). RevMan prints these weights: CD000478 (pub5)
+    # Analysis 7.1, AZA versus placebo: Hawthorne 1992 2/38 vs 0/39, Sood 2000 3/25 vs 0/25,
+    # Sood 2002 0/17 vs 0/18 weigh 47.535042, 30.872117 and 21.592841 (%), which are
+    # 38*39/77, 25*25/50 and 17*18/35 as percent of their sum (checked below); the corrected
+    # tables (n + 1) would give 47.03, 30.96 and 22.01.
+    wp = np.array([38 * 39 / 77, 25 * 25 / 50, 17 * 18 / 35])
+    assert 100 * wp / wp.sum() == pytest.approx([47.535042, 30.872117, 21.592841], abs=5e-7)
+    aza = pd.DataFrame({"study": ["Hawthorne 1992", "Sood 2000", "Sood 2002"], "events_t": [2, 3, 0],
+                        "total_t": [38, 25, 17], "events_c": [0, 0, 0], "total_c": [39, 25, 18]})
+    got = metarepro.pool(aza, measure="RD", method="MH", convention="revman5").studies["weight"]
+    assert got.to_numpy() == pytest.approx([47.535042, 30.872117, 21.592841], abs=5e-7)
+    n1 = np.array([25.0, 40, 60])
+    n2 = np.array([25.0, 42, 58])
     n = n1 + n2
     w = n1 * n2 / n
     rd = np.array([0 / 25 - 4 / 25, 4 / 40 - 8 / 42, 9 / 60 - 15 / 58])
     assert rm.estimate == pytest.approx((w * rd).sum() / w.sum(), rel=1e-13)
-    # Greenland & Robins (1985): sum (a b n2^3 + c d n1^3) / (n1 n2 N^2) / (sum w)^2, corrected cells
-    a = np.array([0.5, 4, 9])
+    # Greenland & Robins (1985): sum (a b n2^3 + c d n1^3) / (n1 n2 N^2) / (sum w)^2, raw cells
+    a = np.array([0.0, 4, 9])
     b = n1 - a
-    c = np.array([4.5, 8, 15])
+    c = np.array([4.0, 8, 15])
     d = n2 - c
     p = ((a * b * n2**3 + c * d * n1**3) / (n1 * n2 * n**2)).sum()
     assert rm.se == pytest.approx(math.sqrt(p / w.sum() ** 2), rel=1e-13)
@@ -664,3 +675,17 @@ def test_mh_dl_metafor_convention_against_metafor(case):
     assert np.allclose(res.studies.weight.to_numpy(), want, equal_nan=True, **tol)
     yi = np.array([np.nan if x is None else x for x in case["escalc"]["yi"]], float)
     assert np.allclose(res.studies.yi.to_numpy(), yi, equal_nan=True, **tol)
+
+
+def test_revman5_smd_with_three_participants_is_zero_as_revman_prints():
+    # CD015331 (pub2) Analysis 1.56, Morrison 2020 (MAPS): -10.77 (SD 3.36, n 2) vs -11.04
+    # (SD 2.99, n 1); RevMan prints SMD 0.000000 (-2.400456 to 2.400456): J = 1 - 3/(4*3 - 9) = 0
+    # and variance 3/(2*1) = 1.5, so the CI is 0 -+ 1.959964 * sqrt(1.5) = -+2.400456.
+    one = pd.DataFrame({"study": ["Morrison 2020"], "mean_t": [-10.77], "sd_t": [3.36], "total_t": [2],
+                        "mean_c": [-11.04], "sd_c": [2.99], "total_c": [1]})
+    st = metarepro.pool(one, measure="SMD", method="FE", convention="revman5").studies.iloc[0]
+    assert st.yi == 0.0 and st.vi == pytest.approx(1.5, rel=1e-13)
+    assert st.ci_upper == pytest.approx(2.400456, abs=5e-7)
+    # metafor's exact correction needs N - 2 >= 2: not estimable (an error under metafor's convention)
+    with pytest.raises(metarepro.InputError, match="at least 4 participants"):
+        metarepro.pool(one, measure="SMD", method="FE")

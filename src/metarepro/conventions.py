@@ -20,9 +20,11 @@ piece (``pool`` keyword)  ``"metafor"`` (metafor 3.8)                ``"revman5"
 ``rd``                    ``"metafor"``: RD and its variance from    ``"revman5"``: RD from the raw counts, its
                           the 0.5-corrected table                    variance from the corrected table
 ``mh``                    ``"metafor"``: ``rma.mh`` on the raw       ``"revman5"``: MH on the table with 0.5 added
-                          counts; RD variance of Sato et al.         to every cell of a zero-cell study (studies not
-                          (1989)                                     estimable left out); RD variance of Greenland &
-                                                                     Robins (1985); RD averaged from the raw counts
+                          counts; RD variance of Sato et al.         to every cell of a zero-cell study for RR and OR
+                          (1989)                                     (studies not estimable left out); RD on the raw
+                                                                     table (weights n1 n2 / N, as RevMan prints
+                                                                     them; R meta's MH.exact = FALSE corrects
+                                                                     them), variance of Greenland & Robins (1985)
 ``peto``                  ``"metafor"``: study effects from the      ``"revman5"``: study effects (O - E)/V from the
                           corrected table (``rma.peto``)             raw counts, no correction; V = 0: not estimable
 ``not_estimable``         ``"error"``: SD = 0, a total of 0, a       ``"exclude"``: such a study is listed as

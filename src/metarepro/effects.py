@@ -132,7 +132,8 @@ def hedges_g_revman5(m1, sd1, n1, m2, sd2, n2):
     algorithms in Review Manager 5; R meta's ``metacont`` with ``exact.smd =
     FALSE``, "formulae used in RevMan 5", set by ``settings.meta("RevMan5")``).
     ``J`` is Hedges' (1981, J Educ Stat 6:107) approximation ``1 - 3/(4m - 1)``
-    of the exact factor, with ``m = N - 2``. Defined for ``N >= 4``.
+    of the exact factor, with ``m = N - 2``. Defined for ``N >= 3`` (at ``N = 3``,
+    ``J = 0``: g = 0 with variance N/(n1 n2), as RevMan prints it).
     """
     N = n1 + n2
     sdp = np.sqrt(((n1 - 1) * sd1**2 + (n2 - 1) * sd2**2) / (N - 2))
@@ -387,7 +388,12 @@ def _continuous(rows: Rows, measure, *, smd="exact", exclude=False, labels=None,
     rows.unusable((a["total_t"] == 0) | (a["total_c"] == 0), "a group with 0 participants", "total_t", *ne)
     rows.unusable((a["sd_t"] == 0) | (a["sd_c"] == 0), "SD = 0", "sd_t", *ne)
     if measure == "SMD":
-        rows.unusable(a["total_t"] + a["total_c"] < 4, "SMD needs at least 4 participants in all", "total_t", *ne)
+        # metafor's exact J needs N - 2 >= 2; RevMan 5's J = 1 - 3/(4N - 9) is 0 at N = 3, where
+        # RevMan prints g = 0 with variance N/(n1 n2) (CD015331 Analysis 1.56, Morrison 2020:
+        # 2 vs 1 participants, SMD 0.00 (-2.40 to 2.40) = 0 -+ 1.96 sqrt(3/2))
+        least = 3 if smd == "revman5" else 4
+        rows.unusable(a["total_t"] + a["total_c"] < least, f"SMD needs at least {least} participants in all",
+                      "total_t", *ne)
     elif measure == "ROM":
         rows.positive(("mean_t", "mean_c"), "a mean for the ratio of means (ROM)")
     fn = {"MD": mean_difference, "ROM": log_ratio_of_means,

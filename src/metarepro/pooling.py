@@ -426,10 +426,12 @@ def _mh_cells(eff, conv, add, measure):
     :func:`metarepro._core.mantel_haenszel`).
 
     metafor (``rma.mh``): the uncorrected counts of every table, Sato's RD
-    variance. RevMan 5 (R meta's ``metabin`` with ``MH.exact = FALSE``): the
-    table with ``add`` (0.5) added to every cell of a zero-cell study, the
-    studies that are not estimable left out (all cells 0), the Greenland-Robins
-    RD variance, and the RD averaged from the raw counts.
+    variance. RevMan 5 (R meta's ``metabin`` with ``MH.exact = FALSE``): for RR
+    and OR the table with ``add`` (0.5) added to every cell of a zero-cell
+    study, the studies that are not estimable left out (all cells 0); for RD
+    the raw table (weights n1 n2 / N, which need no correction: RevMan prints
+    these weights, e.g. CD000478 Analysis 7.1, where meta corrects them), the
+    Greenland-Robins variance and the RD averaged from the raw counts.
     """
     c = eff.counts
     if c is None:
@@ -437,8 +439,9 @@ def _mh_cells(eff, conv, add, measure):
     if conv.mh == "metafor":
         return {"cells": (c["ai"], c["bi"], c["ci"], c["di"]), "kw": {}}
     added = np.zeros(len(c["ai"]))
-    for corr in eff.corrections:
-        added[corr["row"]] = add
+    if measure != "RD":  # RD needs no correction: RevMan weighs it n1 n2 / N of the raw table
+        for corr in eff.corrections:
+            added[corr["row"]] = add
     left_out = np.zeros(len(added), bool)
     for e in eff.excluded:
         left_out[e["row"]] = True
