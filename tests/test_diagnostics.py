@@ -40,6 +40,9 @@ import pytest
 
 import metarepro
 from metarepro import diagnostics as dg
+from metarepro import forensics as fo
+from metarepro import multiarm as ma
+from metarepro import small_study as ss
 from metarepro.errors import InputError
 from metarepro.metareg import meta_regression, model_matrix, permutation_test
 
@@ -316,7 +319,7 @@ def test_egger_and_rank_tests(ds, model):
     tol = ITER if model == "RE" else CLOSED
     for kind in ("rma", "lm"):
         r = REF[f"{ds}/regtest/{model}/{kind}"]["result"]
-        e = dg.egger_test(res, model=kind)
+        e = ss.egger_test(res, model=kind)
         t = tol if kind == "rma" else CLOSED
         _close(
             [e.statistic, e.pvalue, e.limit_estimate, e.limit_ci_lower, e.limit_ci_upper],
@@ -327,7 +330,7 @@ def test_egger_and_rank_tests(ds, model):
         _close([e.slope, e.slope_se], [r["fit_coef"][1], r["fit_se"][1]], t, kind)
         assert e.df == r["dfs"]
     r = REF[f"{ds}/ranktest/{model}"]["result"]
-    b = dg.begg_test(res)
+    b = ss.begg_test(res)
     _close([b.tau, b.pvalue], [r["tau"], r["pval"]], CLOSED, "ranktest")
     # metafor warned "Cannot compute exact p-value with ties" exactly where we use the normal approximation
     assert b.exact == ("warning" not in REF[f"{ds}/ranktest/{model}"])
@@ -345,7 +348,7 @@ def test_egger_rank_trimfill_other_methods(nm):
     tol = _tol(method)
     for kind in ("rma", "lm"):
         r = REFX[f"{nm}/regtest/{kind}"]["result"]
-        e = dg.egger_test(res, model=kind)
+        e = ss.egger_test(res, model=kind)
         _close(
             [e.statistic, e.pvalue, e.limit_estimate, e.limit_ci_lower, e.limit_ci_upper],
             [r["zval"], r["pval"], r["est"], r["ci.lb"], r["ci.ub"]],
@@ -354,12 +357,12 @@ def test_egger_rank_trimfill_other_methods(nm):
         )
         assert e.df == r["dfs"]
     r = REFX[f"{nm}/ranktest"]["result"]
-    b = dg.begg_test(res)
+    b = ss.begg_test(res)
     assert b.exact  # no ties: exact p, also for curtis with k = 102 (metafor passes exact=TRUE)
     _close([b.tau, b.pvalue], [r["tau"], r["pval"]], CLOSED, "ranktest")
     for est in ("L0", "R0"):
         _check_trimfill(
-            dg.trim_and_fill(res, estimator=est), REFX[f"{nm}/trimfill/{est}"]["result"], res, tol
+            ss.trim_and_fill(res, estimator=est), REFX[f"{nm}/trimfill/{est}"]["result"], res, tol
         )
 
 
@@ -409,14 +412,14 @@ def _check_trimfill(tf, r, res, tol):
 @pytest.mark.parametrize("est", ["L0", "R0"])
 def test_trim_and_fill(ds, model, est):
     res = _pool(_load(ds), DATASETS[ds], METHOD[model])
-    tf = dg.trim_and_fill(res, estimator=est)
+    tf = ss.trim_and_fill(res, estimator=est)
     _check_trimfill(tf, REF[f"{ds}/trimfill/{model}/{est}"]["result"], res, ITER if model == "RE" else CLOSED)
 
 
 @pytest.mark.parametrize("kind", ["rma", "lm"])
 def test_egger_with_variance_predictor(kind):
     r = REFX[f"bcg/REML/z/regtest/{kind}/vi"]["result"]
-    e = dg.egger_test(_pool(_load("bcg_mods"), "RR", "REML"), model=kind, predictor="vi")
+    e = ss.egger_test(_pool(_load("bcg_mods"), "RR", "REML"), model=kind, predictor="vi")
     _close(
         [e.statistic, e.pvalue, e.limit_estimate, e.limit_ci_lower, e.limit_ci_upper],
         [r["zval"], r["pval"], r["est"], r["ci.lb"], r["ci.ub"]],
@@ -428,20 +431,20 @@ def test_egger_with_variance_predictor(kind):
 def test_trim_and_fill_q0_and_given_side():
     res = _pool(_load("bcg_mods"), "RR", "DL")
     _check_trimfill(
-        dg.trim_and_fill(res, estimator="Q0"), REFX["bcg/DL/z/trimfill/Q0"]["result"], res, CLOSED
+        ss.trim_and_fill(res, estimator="Q0"), REFX["bcg/DL/z/trimfill/Q0"]["result"], res, CLOSED
     )
-    tf = dg.trim_and_fill(res, side="left")
+    tf = ss.trim_and_fill(res, side="left")
     _check_trimfill(tf, REFX["bcg/DL/z/trimfill/L0/left"]["result"], res, CLOSED)
     assert tf.result is tf.original and tf.filled.empty
 
 
 def test_small_study_caution():
-    assert dg.small_study_caution(10) is None
-    text = dg.small_study_caution(9)
+    assert ss.small_study_caution(10) is None
+    text = ss.small_study_caution(9)
     assert text.startswith("k = 9 < 10") and "at least 10 studies" in text and "13.3.5.4" in text
     y, v = _bcg_effects()
-    assert dg.egger_test(y[:8], v[:8], method="FE").caution == dg.small_study_caution(8)
-    assert dg.egger_test(y, v).caution is None
+    assert ss.egger_test(y[:8], v[:8], method="FE").caution == ss.small_study_caution(8)
+    assert ss.egger_test(y, v).caution is None
 
 
 # --------------------------------------------------------------------------
@@ -580,7 +583,10 @@ def test_leave_one_out_is_one_vectorised_pool_call(monkeypatch):
         calls.append(kw.get("by"))
         return real(*a, **kw)
 
+    from metarepro import _studies
+
     monkeypatch.setattr(dg, "pool", counting)
+    monkeypatch.setattr(_studies, "pool", counting)
     y, v = _bcg_effects()
     dg.leave_one_out(y, v, method="REML")
     dg.cumulative(y, v, order=np.arange(y.size)[::-1], method="REML")
@@ -665,7 +671,7 @@ def test_method_forensics_finds_metafor_fit(case, method, test, conv):
     fit = POOLREF[case]["fit"]
     target = [math.exp(fit[k]) for k in ("estimate", "ci_lower", "ci_upper")]
     # published to 8 decimals: only a combination equal to metafor's fit (to ~1e-8) matches
-    out = dg.method_forensics(_load("collins1985a"), "OR", *target, decimals=8)
+    out = fo.method_forensics(_load("collins1985a"), "OR", *target, decimals=8)
     hits = out[out["matches_estimate"] & out["matches_ci"]]
     assert len(hits) and (hits.index == np.arange(len(hits))).all()  # best first
     want = {(method, test)}
@@ -686,7 +692,7 @@ def test_method_forensics_finds_metafor_fit(case, method, test, conv):
 def test_method_forensics_continuous_and_rounding():
     fit = POOLREF["normand1999/MD/PM/knha"]["fit"]
     est, lo, hi = (round(fit[k], 1) for k in ("estimate", "ci_lower", "ci_upper"))
-    out = dg.method_forensics(_load("normand1999"), "MD", est, lo, hi, decimals=1)
+    out = fo.method_forensics(_load("normand1999"), "MD", est, lo, hi, decimals=1)
     assert set(out["zero_cells"]) == {"not applicable"} and len(out) == 9 * 3
     row = out[(out["method"] == "PM") & (out["test"] == "knha")].iloc[0]
     assert row["matches_estimate"] and row["matches_ci"]
@@ -712,7 +718,7 @@ def test_split_shared_control_binary():
             "total_c": [109, 109, 48],
         }
     )
-    out, corr = dg.split_shared_control(frame)
+    out, corr = ma.split_shared_control(frame)
     # 109 = 55 + 54 and 21 = 11 + 10: whole numbers, the larger part first, sums kept
     assert out["total_c"].tolist() == [55, 54, 48] and out["events_c"].tolist() == [11, 10, 7]
     assert out["events_t"].tolist() == [10, 12, 5] and out["total_t"].tolist() == [100, 102, 50]
@@ -738,7 +744,7 @@ def test_split_shared_control_three_arms_continuous():
             "total_c": [31] * 3,
         }
     )
-    out, corr = dg.split_shared_control(frame)
+    out, corr = ma.split_shared_control(frame)
     assert out["total_c"].tolist() == [11, 10, 10]  # 31 = 11 + 10 + 10
     assert out["mean_c"].tolist() == [0.5] * 3 and out["sd_c"].tolist() == [1.2] * 3
     assert out["study"].tolist() == ["T (a)", "T (b)", "T (c)"] and len(corr) == 3
@@ -754,7 +760,7 @@ def test_split_shared_control_generic_is_reported_not_split():
             "vi": [0.01, 0.02],
         }
     )
-    out, corr = dg.split_shared_control(frame)
+    out, corr = ma.split_shared_control(frame)
     assert out["yi"].tolist() == [0.1, 0.2] and all(c["action"].startswith("not split") for c in corr)
 
 
@@ -767,9 +773,9 @@ def test_results_serialise():
     y, v = _bcg_effects()
     res = _pool(_load("bcg_mods"), "RR", "REML")
     for obj in (
-        dg.egger_test(res),
-        dg.begg_test(res),
-        dg.trim_and_fill(res),
+        ss.egger_test(res),
+        ss.begg_test(res),
+        ss.trim_and_fill(res),
         meta_regression(y, v, _load("bcg_mods")[["ablat"]]),
         permutation_test(y[:6], v[:6], _load("bcg_mods")[["ablat"]][:6]),
         dg.sensitivity_without(_load("bcg_mods"), ["Aronson 1948"], "RR"),
@@ -785,7 +791,7 @@ def test_egger_lm_equals_statsmodels_wls():
     frame = pd.read_csv(HERE / "data" / "bcg_mods.csv")
     st = metarepro.pool(frame, measure="RR", method="FE").studies
     fit = sm.WLS(st.yi.to_numpy(), sm.add_constant(np.sqrt(st.vi.to_numpy())), weights=1 / st.vi.to_numpy()).fit()
-    got = dg.egger_test(st.yi.to_numpy(), st.vi.to_numpy(), model="lm")
+    got = ss.egger_test(st.yi.to_numpy(), st.vi.to_numpy(), model="lm")
     assert got.statistic == pytest.approx(fit.tvalues[1], rel=1e-10)
     assert got.pvalue == pytest.approx(fit.pvalues[1], rel=1e-10)
     assert got.limit_estimate == pytest.approx(fit.params[0], rel=1e-10)

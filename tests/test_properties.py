@@ -68,7 +68,7 @@ def test_ordinal_ranks_are_scipys(values):
     # reference is scipy.stats.rankdata(method="ordinal"), imported only here.
     from scipy.stats import rankdata
 
-    from metarepro.diagnostics import _ordinal_ranks
+    from metarepro.small_study import _ordinal_ranks
 
     x = np.asarray(values)
     assert np.array_equal(_ordinal_ranks(x), rankdata(x, method="ordinal"))

@@ -150,6 +150,23 @@ def test_data_rows_subgroups_without_totals_have_no_weights_to_check():
     assert brunner["published_estimate"] == pytest.approx((9 / 33) / (7 / 31), abs=5e-7)
 
 
+def test_data_rows_all_event_tables_reproduce_revman_weights():
+    # CD002042.pub6 Analysis 1.1 (RR, M-H random, 52 studies): DeZern 2016 (59/59 vs 30/30) and
+    # Stanworth 2020 (20/20 vs 18/18) have every participant with the event. RevMan prints their
+    # RR as 1.000000 and, through tau², every weight to 6 decimals: they reproduce only if the
+    # all-event tables enter the MH estimate with RR = 1 (numerator term = weight c n1/N of the
+    # corrected table); with the corrected-table RR, tau² is 0.136284 instead of 0.136307.
+    r = read_data_rows(DATA / "CD002042_pub6_analysis1.1-data-rows.csv")
+    (out,) = r.outcomes
+    assert (out.revman_measure, out.method) == ("RR", "MH-DL")
+    st = reproduce(r).studies
+    assert len(st) == 52 and st["effect_agrees"].all() and st["ci_agrees"].all()
+    assert st["weight_agrees"].all(), st.loc[~st["weight_agrees"].astype(bool), ["study", "ours_weight",
+                                                                               "published_weight"]]
+    dezern = st.set_index("study").loc["DeZern 2016"]
+    assert dezern["published_estimate"] == 1.0 and dezern["ours_estimate"] == 1.0
+
+
 def test_data_rows_risk_of_bias_imported(tmp_path):
     from metarepro.datarows import risk_of_bias
 

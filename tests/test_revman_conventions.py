@@ -518,7 +518,7 @@ def test_smd_differs_from_metafor_on_both_sides():
 # --------------------------------------------------------------------------
 
 def test_forensics_identifies_mh_dl_from_hand_computed_result():
-    from metarepro.diagnostics import method_forensics
+    from metarepro.forensics import method_forensics
 
     frame = pd.DataFrame({"study": list("abcd"), "events_t": [0, 30, 12, 5], "total_t": [40, 60, 45, 30],
                           "events_c": [6, 20, 30, 4], "total_c": [40, 60, 45, 30]})
@@ -691,3 +691,18 @@ def test_revman5_smd_with_three_participants_is_zero_as_revman_prints():
     # metafor's exact correction needs N - 2 >= 2: not estimable (an error under metafor's convention)
     with pytest.raises(metarepro.InputError, match="at least 4 participants"):
         metarepro.pool(one, measure="SMD", method="FE")
+
+
+def test_revman5_mh_rr_all_event_table_enters_with_rr_one_by_hand():
+    # Two tables: an all-event one (10/10 vs 5/5) and an ordinary one (3/20 vs 6/20). RevMan 5
+    # corrects the first (a = 10.5, b = 0.5, c = 5.5, d = 0.5; n1 = 11, n2 = 6, N = 17)
+    # and, as its printed weights require (CD002042 Analysis 1.1), lets it enter the MH estimate
+    # with its displayed RR of 1: numerator term = denominator term = c n1 / N = 5.5 * 11 / 17.
+    t = pd.DataFrame({"study": ["all", "plain"], "events_t": [10, 3], "total_t": [10, 20],
+                      "events_c": [5, 6], "total_c": [5, 20]})
+    res = metarepro.pool(t, measure="RR", method="MH", convention="revman5")
+    s_all = 5.5 * 11 / 17
+    r_plain, s_plain = 3 * 20 / 40, 6 * 20 / 40
+    assert res.estimate == pytest.approx(math.log((s_all + r_plain) / (s_all + s_plain)), rel=1e-13)
+    # the corrected table's own term a n2 / N = 10.5 * 6 / 17 would give a different estimate
+    assert abs(res.estimate - math.log((10.5 * 6 / 17 + r_plain) / (s_all + s_plain))) > 1e-3

@@ -518,7 +518,7 @@ def prediction_interval(est, se, tau2, crit, k, level):
 # Mantel-Haenszel and Peto (from the uncorrected 2x2 counts)
 # --------------------------------------------------------------------------
 
-def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=None):
+def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=None, rr_one=None):
     """Mantel-Haenszel pooled log RR, log OR or RD with its standard error.
 
     OR: Mantel & Haenszel (1959, JNCI 22:719), variance of Robins, Breslow &
@@ -536,7 +536,13 @@ def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=N
     are the per-study risk differences averaged with the MH weights
     ``n1 n2 / N`` instead of those of the cells: RevMan 5 averages the risk
     differences of the raw counts with the weights of the corrected table (R
-    meta's ``metabin``, ``MH.exact = FALSE``).
+    meta's ``metabin``, ``MH.exact = FALSE``). ``rr_one``, if given, marks the
+    RR tables whose risk ratio is 1 by RevMan's all-event rule (every
+    participant with the event in both arms): their numerator term is their
+    weight ``c n1 / N`` of the corrected table, so that they enter the pooled
+    estimate with their displayed RR of 1 (as the weights RevMan prints in
+    "M-H, Random" analyses require, e.g. CD002042 Analysis 1.1; the variance
+    keeps the cells' terms).
 
     NaN where the estimate does not exist (e.g. no events in one arm of every
     study). Returns ``(beta, se, weights)`` with study weights in percent as
@@ -556,7 +562,8 @@ def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=N
             bad = (R == 0) | (Sx == 0)
             w = bi * ci / n
         elif measure == "RR":
-            R, Sx = S(ai * n2 / n), S(ci * n1 / n)
+            num = ai * n2 / n if rr_one is None else np.where(rr_one, ci * n1 / n, ai * n2 / n)
+            R, Sx = S(num), S(ci * n1 / n)
             beta = np.log(R / Sx)
             var = S(n1 * n2 * (ai + ci) / n**2 - ai * ci / n) / (R * Sx)
             bad = (S(ai) == 0) | (S(ci) == 0)

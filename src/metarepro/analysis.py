@@ -15,7 +15,6 @@ import pandas as pd
 
 from . import io
 from .batch import Fit, drive, fit_alone, value
-from .diagnostics import egger_test
 from .errors import InputError, MetareproWarning
 from .extracted import Analysis
 from .formatting import p_equals
@@ -31,6 +30,7 @@ from .reproduce import (  # noqa: F401 - reproduction_markdown re-exported
     target_record,
     unpooled_verdict,
 )
+from .small_study import egger_test
 from .spec import outcome_favours, outcome_title
 
 RE_METHODS = ("DL", "REML", "PM", "ML", "HS", "SJ", "HE", "EB")
@@ -76,14 +76,14 @@ def _shared_controls(rows: pd.DataFrame) -> pd.DataFrame:
     ``arm_c``) are never pooled as if independent (Cochrane Handbook 23.3.4).
 
     With per-arm data (2x2 counts, or mean/SD/n) the shared arm is split evenly
-    among the comparisons (:func:`~metarepro.diagnostics.split_shared_control`).
+    among the comparisons (:func:`~metarepro.multiarm.split_shared_control`).
     Generic effects (``yi,vi`` or an estimate with its CI) cannot be split, and
     their correlation cannot be modelled without the arm's own variance, so
     the Handbook's other option is taken: the first comparison listed is kept
     and the others are excluded. Either way ``attrs["arm_corrections"]`` and
     ``attrs["arm_excluded"]`` say what was done, and the reports list it.
     """
-    from .diagnostics import split_shared_control
+    from .multiarm import split_shared_control
 
     rows.attrs.setdefault("arm_corrections", [])
     rows.attrs.setdefault("arm_excluded", [])
@@ -371,7 +371,7 @@ def _restates_target(frame: pd.DataFrame, target: dict) -> bool:
 def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
     """Method forensics for every published target that has per-trial data:
     every pooling method × tau² estimator × test × zero-cell convention
-    (:func:`~metarepro.diagnostics.method_forensics`), compared with the
+    (:func:`~metarepro.forensics.method_forensics`), compared with the
     printed numbers at their printed precision. One block of rows per target,
     best match first; empty when no target has data."""
     return drive(forensics_table_fits(an, level=level))
@@ -379,7 +379,7 @@ def forensics_table(an: Analysis, level: float = 95) -> pd.DataFrame:
 
 def forensics_table_fits(an: Analysis, level: float = 95):
     """:func:`forensics_table` as a conversation of :mod:`metarepro.batch`."""
-    from .diagnostics import method_forensics_fits
+    from .forensics import method_forensics_fits
     from .reproduce import decimals_of
 
     parts = []

@@ -21,7 +21,9 @@ piece (``pool`` keyword)  ``"metafor"`` (metafor 3.8)                ``"revman5"
                           the 0.5-corrected table                    variance from the corrected table
 ``mh``                    ``"metafor"``: ``rma.mh`` on the raw       ``"revman5"``: MH on the table with 0.5 added
                           counts; RD variance of Sato et al.         to every cell of a zero-cell study for RR and OR
-                          (1989)                                     (studies not estimable left out); RD on the raw
+                          (1989)                                     (studies not estimable left out; an all-event
+                                                                     RR table enters with RR = 1, its weight
+                                                                     c n1 / N of the corrected table); RD on the raw
                                                                      table (weights n1 n2 / N, as RevMan prints
                                                                      them; R meta's MH.exact = FALSE corrects
                                                                      them), variance of Greenland & Robins (1985)

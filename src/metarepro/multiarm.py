@@ -55,8 +55,16 @@ from . import io
 from .effects import compute_effects
 from .errors import InputError
 
-__all__ = ["ASSUMED_RHOS", "SharedArmCovariance", "assumed_correlation_covariance", "multi_arm_section",
-           "shared_arm_groups", "shared_control_covariance", "with_assumed_correlation"]
+__all__ = [
+    "ASSUMED_RHOS",
+    "SharedArmCovariance",
+    "assumed_correlation_covariance",
+    "multi_arm_section",
+    "shared_arm_groups",
+    "shared_control_covariance",
+    "split_shared_control",
+    "with_assumed_correlation",
+]
 
 
 def shared_arm_groups(frame: pd.DataFrame, *, study: str = "study", arm: str = "arm_c") -> list[tuple]:
@@ -331,7 +339,6 @@ def multi_arm_section(rows: pd.DataFrame, measure: str, *, method: str = "REML",
         JSON-ready: ``groups``, ``arm_data``, ``covariance``, ``main``, ``sensitivity``,
         ``dose_response``, ``notes``.
     """
-    from .diagnostics import split_shared_control
     from .multilevel import pool_mv
     from .pooling import pool
 
@@ -405,8 +412,7 @@ def _dose_section(rows, measure, cov, dose, control_dose, per, method, test, lev
     idx = np.flatnonzero(keep)
     if cov.modelled:
         out["fit"] = _dose_fit(r, measure, dose, control_dose, cov.V[np.ix_(idx, idx)], method, test, level, per)
-        from .diagnostics import split_shared_control
-
+    
         split, _ = split_shared_control(rows, relabel=False)
         sc = shared_control_covariance(split.drop(columns=["arm_c"]), measure)
         out["sensitivity_split"] = _dose_fit(split[keep].reset_index(drop=True).assign(_yi=sc.yi[keep]), measure,
@@ -418,3 +424,124 @@ def _dose_section(rows, measure, cov, dose, control_dose, per, method, test, lev
             out["assumed"].append(dict(_dose_fit(r, measure, dose, control_dose, V, method, test, level, per),
                                        rho=rho))
     return out
+
+
+# --------------------------------------------------------------------------
+# splitting a shared control arm (the Handbook's simple approach)
+# --------------------------------------------------------------------------
+
+
+def _split_int(n: float, m: int) -> np.ndarray:
+    """Split a whole number n into m whole parts that differ by at most 1 and
+    sum to n (the larger parts first)."""
+    n = round(n)
+    base, rem = divmod(n, m)
+    return np.array([base + (1 if j < rem else 0) for j in range(m)], float)
+
+
+def split_shared_control(
+    frame: pd.DataFrame, *, study: str = "study", arm: str = "arm_c", relabel: bool = True
+) -> tuple[pd.DataFrame, list]:
+    """Split a control arm shared by several comparisons of one trial (Cochrane
+    Handbook section 23.3.4), so that its participants are not counted twice.
+
+    Rows with the same ``study`` and the same control arm ``arm`` are the
+    comparisons sharing it. For 2x2 data the control events and total are
+    divided evenly among the m comparisons; for continuous data the total is
+    divided and mean and SD are kept. Counts stay whole numbers: the parts
+    differ by at most one and add up to the original (e.g. 109 into 55 + 54),
+    with the larger parts given to the first rows. Generic effects
+    (``yi,vi``/``estimate,ci``) cannot be split; such groups are reported in the
+    corrections and left unchanged.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The study table with columns ``study`` and ``arm`` (rows without an
+        ``arm`` value are left alone).
+    relabel : bool
+        Make the labels of the split rows unique by appending the comparison
+        (column ``comparison``, else ``arm_t``), so the table can be pooled.
+
+    Returns
+    -------
+    (DataFrame, list of dict)
+        The adjusted table and one correction per adjusted row (``row``,
+        ``study``, ``arm``, ``shared_by``, ``action``).
+
+    References
+    ----------
+    Higgins JPT, Eldridge S, Li T (2023). Chapter 23: Including variants on
+    randomized trials, section 23.3.4. In: Cochrane Handbook for Systematic
+    Reviews of Interventions, version 6.4.
+    """
+    file = frame.attrs.get("source", "<data>")
+    for c in (study, arm):
+        if c not in frame.columns:
+            raise InputError(f"missing column '{c}'", file=file)
+    out = frame.copy().reset_index(drop=True)
+    cols = set(out.columns)
+    binary = set(io.BINARY) <= cols
+    continuous = set(io.CONTINUOUS) <= cols
+    corrections: list = []
+    armv = out[arm]
+    has_arm = armv.notna() & (armv.astype(str).str.strip() != "")
+    key = out[study].astype(str) + "\x00" + armv.astype(str)
+    sizes = key[has_arm].value_counts()
+    shared = [g for g, n in sizes.items() if n > 1]
+    split_cols = ["total_c"] + (["events_c"] if binary else [])
+    for col in split_cols:
+        if col in out.columns:
+            out[col] = out[col].astype(object)
+    for g in sorted(shared, key=lambda s: int(np.flatnonzero((key == s) & has_arm)[0])):
+        idx = np.flatnonzero((key == g) & has_arm)
+        m = idx.size
+        lab, armname = out.at[idx[0], study], out.at[idx[0], arm]
+        if not (binary or continuous):
+            for i in idx:
+                corrections.append(
+                    {
+                        "row": int(i),
+                        "study": lab,
+                        "arm": armname,
+                        "shared_by": m,
+                        "action": "not split: generic effect input cannot be split; the shared "
+                        "control arm is counted in each comparison",
+                    }
+                )
+            continue
+        changes = {}
+        for col in split_cols:
+            vals = pd.to_numeric(out.loc[idx, col], errors="coerce").to_numpy(float)
+            if np.isnan(vals).any() or not np.all(vals == vals[0]):
+                raise InputError(
+                    f"rows of {lab} sharing control arm '{armname}' disagree on {col}", file=file, column=col
+                )
+            changes[col] = (vals[0], _split_int(vals[0], m))
+        for j, i in enumerate(idx):
+            parts = []
+            for col, (orig, new) in changes.items():
+                out.at[i, col] = int(new[j])
+                parts.append(f"{col} {orig:g} -> {new[j]:g}")
+            corrections.append(
+                {
+                    "row": int(i),
+                    "study": lab,
+                    "arm": armname,
+                    "shared_by": m,
+                    "action": f"shared control arm split among {m} comparisons "
+                    f"(Cochrane Handbook 23.3.4): " + ", ".join(parts),
+                }
+            )
+    for col in split_cols:
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col])
+    if relabel and shared:
+        tag = "comparison" if "comparison" in cols else ("arm_t" if "arm_t" in cols else None)
+        dup = out[study].astype(str).duplicated(keep=False)
+        if tag is not None:
+            out.loc[dup, study] = out.loc[dup, study].astype(str) + " (" + out.loc[dup, tag].astype(str) + ")"
+        for c in corrections:
+            c["label"] = out.at[c["row"], study]
+    out.attrs.update(frame.attrs)
+    return out, corrections

@@ -448,6 +448,8 @@ def _mh_cells(eff, conv, add, measure):
     inc = ~left_out
     cells = tuple(np.where(inc, c[x] + added, 0.0) for x in ("ai", "bi", "ci", "di"))
     kw = {"rd_variance": "greenland-robins"}
+    if measure == "RR":
+        kw["rr_one"] = inc & (c["bi"] == 0) & (c["di"] == 0)
     if measure == "RD":
         n1, n2 = c["ai"] + c["bi"], c["ci"] + c["di"]
         with np.errstate(invalid="ignore", divide="ignore"):

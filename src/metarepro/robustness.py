@@ -2,8 +2,8 @@
 
 Pure functions from an :class:`~metarepro.extracted.Analysis` to a JSON-ready
 dict, a Markdown report and the tables the figures draw. The statistics are
-:mod:`metarepro.diagnostics` and :mod:`metarepro.metareg` (each checked against
-metafor); this module only decides what applies to an outcome, runs it and
+:mod:`metarepro.diagnostics`, :mod:`metarepro.small_study` and
+:mod:`metarepro.metareg` (each checked against metafor); this module only decides what applies to an outcome, runs it and
 writes it down, with the reason whenever something cannot be computed.
 
 Sections
@@ -35,6 +35,7 @@ import pandas as pd
 
 from . import diagnostics as dg
 from . import io
+from . import small_study as ss
 from .analysis import correction_lines, interval_method, outcome_frame
 from .blup import blup
 from .errors import InputError, MetareproWarning
@@ -221,19 +222,19 @@ def _tau2_cis(sec, fit) -> dict:
 
 
 def _small_study(res, method, level) -> dict:
-    sec = {"k": res.k, "caution": dg.small_study_caution(res.k)}
+    sec = {"k": res.k, "caution": ss.small_study_caution(res.k)}
     if res.k < 3:
         sec["not_computed"] = [f"k = {res.k}: the tests need at least 3 studies"]
         return sec
     for model in ("lm", "rma"):
-        e = _attempt(sec, dg.egger_test, res, model=model)
+        e = _attempt(sec, ss.egger_test, res, model=model)
         if e is not None:
             sec[f"egger_{model}"] = e.to_dict()
-    b = _attempt(sec, dg.begg_test, res)
+    b = _attempt(sec, ss.begg_test, res)
     if b is not None:
         sec["begg"] = b.to_dict()
     for est in ("L0", "R0"):
-        tf = _attempt(sec, dg.trim_and_fill, res, estimator=est)
+        tf = _attempt(sec, ss.trim_and_fill, res, estimator=est)
         if tf is not None:
             e, lo, hi = _natural(tf.result)
             sec[f"trimfill_{est}"] = {"side": tf.side, "k0": tf.k0, "se_k0": _clean(tf.se_k0),
