@@ -3,6 +3,16 @@
 As metafor 3.8's ``regtest``, ``ranktest`` and ``trimfill``, checked against it
 in ``tests/test_diagnostics.py``; Henmi-Copas and fail-safe N are in
 :mod:`metarepro.publication_bias`.
+
+References
+----------
+Egger M, Davey Smith G, Schneider M, Minder C (1997). Bias in meta-analysis
+detected by a simple, graphical test. BMJ 315:629-634.
+Begg CB, Mazumdar M (1994). Operating characteristics of a rank correlation
+test for publication bias. Biometrics 50:1088-1101.
+Duval S, Tweedie R (2000). Trim and fill: a simple funnel-plot-based method of
+testing and adjusting for publication bias in meta-analysis. Biometrics
+56:455-463.
 """
 
 from __future__ import annotations
