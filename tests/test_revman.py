@@ -167,6 +167,26 @@ def test_data_rows_all_event_tables_reproduce_revman_weights():
     assert dezern["published_estimate"] == 1.0 and dezern["ours_estimate"] == 1.0
 
 
+def test_data_rows_split_study_weights_reproduce_revman_web():
+    # CD014964.pub2 Analysis 3.3 (MD, IV random, subgroups "Ultrasound preprocedure" and
+    # "Ultrasound real-time"): Bhardwaj 2022 is entered in each subgroup (SUBGROUP_ONLY) and, with
+    # its two arms combined, for the overall total (OVERALL_ONLY). RevMan prints 1.150162 and
+    # 1.480067 for its two subgroup rows: their ratio is the ratio of their inverse variances,
+    # computed here by hand from the printed SDs (5.73/9.16 and 2.61/9.16, 50 per arm), and every
+    # printed weight of the analysis reproduces to 6 decimals.
+    v1 = 5.73**2 / 50 + 9.16**2 / 50
+    v2 = 2.61**2 / 50 + 9.16**2 / 50
+    assert 1.150162 / 1.480067 == pytest.approx(v2 / v1, abs=1e-5)
+    r = read_data_rows(DATA / "CD014964_pub2_analysis3.3-data-rows.csv")
+    st = reproduce(r).studies
+    assert len(st) == 45 and st["effect_agrees"].all()
+    assert st["weight_agrees"].all(), st.loc[~st["weight_agrees"].astype(bool),
+                                              ["study", "subgroup", "ours_weight", "published_weight"]]
+    b = st[st["study"] == "Bhardwaj 2022"].set_index("subgroup")["ours_weight"]
+    assert b["Ultrasound preprocedure"] == pytest.approx(1.150162, abs=5e-7)
+    assert b["Ultrasound real-time"] == pytest.approx(1.480067, abs=5e-7)
+
+
 def test_data_rows_risk_of_bias_imported(tmp_path):
     from metarepro.datarows import risk_of_bias
 

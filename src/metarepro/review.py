@@ -183,14 +183,17 @@ def engine_blocks(review: Review) -> dict[tuple, pd.DataFrame]:
         if out.subgroups:
             keys += [(f"{oi}|{s.subgroup_no}|{s.subgroup}", s.subgroup)
                      for s in {(s.subgroup_no, s.subgroup): s for s in out.studies}.values()]
+            if out.totals_shown and _split_studies(out):
+                keys.append((f"{oi}|*", "*"))  # every subgroup row as one analysis (see split_weights)
         for key, sg in keys:
-            sel = [r for r in rows if (out.studies[r["_study"]].subgroup == sg if sg
+            sel = [r for r in rows if (bool(out.studies[r["_study"]].subgroup) if sg == "*" else
+                                       out.studies[r["_study"]].subgroup == sg if sg
                                        else out.studies[r["_study"]].in_overall)]
             for r in sel:
                 s = out.studies[r["_study"]]
                 blocks.setdefault((out.data_type, out.measure, out.method, out.ci_total), []).append(
-                    dict(r, key=key, _outcome=oi, study=s.study if not out.subgroups or sg else
-                         f"{s.study} [{s.subgroup}]"))
+                    dict(r, key=key, _outcome=oi, study=s.study if not out.subgroups or sg not in ("", "*")
+                         else f"{s.study} [{s.subgroup}]"))
     out_frames = {}
     for spec, rows in blocks.items():
         frame = pd.DataFrame(rows)
@@ -200,6 +203,65 @@ def engine_blocks(review: Review) -> dict[tuple, pd.DataFrame]:
                 frame[dup].groupby(["key", "study"]).cumcount() + 1).astype(str)
         out_frames[spec] = frame
     return out_frames
+
+
+def _split_studies(out: Outcome) -> bool:
+    """Whether RevMan Web entered a study per subgroup and once, combined, for the overall
+    total (data-rows ``Applicability`` SUBGROUP_ONLY / OVERALL_ONLY)."""
+    return any(not s.in_overall for s in out.studies) and any(s.in_overall and not s.subgroup
+                                                              for s in out.studies)
+
+
+def split_weights(review: Review, studies: pd.DataFrame, summaries: dict) -> dict[tuple, float]:
+    """The percent weights RevMan Web prints for the subgroup rows of an analysis with split
+    studies (a study entered per subgroup, SUBGROUP_ONLY, and once combined, OVERALL_ONLY).
+
+    Read off RevMan's printed weights in every such analysis at hand (20 analyses of
+    CD011535 and CD014964, 574 weights, all to 6 decimals): with ``T`` the tau² of all
+    subgroup rows pooled as one analysis and ``tau²_ov`` that of the overall total,
+    an ordinary row weighs ``1/(v + T)``; a split study keeps its overall amount
+    ``1/(v_OO + tau²_ov)``, shared among its subgroup rows in proportion to ``1/v``
+    (all of it to a part that is not estimable, which is then not printed, so the
+    estimable parts print 0 and the amount leaves the sum); percent of the sum of
+    these amounts. Returns ``{(outcome index, study index): weight}``.
+    """
+    out_w: dict[tuple, float] = {}
+    if not len(studies):
+        return out_w
+    for oi, out in enumerate(review.outcomes):
+        k_all, k_ov = f"{oi}|*", f"{oi}|"
+        if k_all not in summaries or k_ov not in summaries:
+            continue
+        T, t_ov = float(summaries[k_all][0]["tau2"]), float(summaries[k_ov][0]["tau2"])
+        st = studies[studies["_outcome"] == oi]
+        v_all = {int(j): float(v) for j, v in zip(st.loc[st["key"] == k_all, "_study"],
+                                                    st.loc[st["key"] == k_all, "vi"])}
+        v_ov = {int(j): float(v) for j, v in zip(st.loc[st["key"] == k_ov, "_study"],
+                                                   st.loc[st["key"] == k_ov, "vi"])}
+        combined = {s.study: j for j, s in enumerate(out.studies) if s.in_overall and not s.subgroup}
+        parts: dict[str, list[int]] = {}
+        for j, s in enumerate(out.studies):
+            if not s.in_overall and s.study in combined:
+                parts.setdefault(s.study, []).append(j)
+        amount: dict[int, float] = {}
+        for j, s in enumerate(out.studies):
+            v = v_all.get(j, math.nan)
+            if s.subgroup and s.in_overall and math.isfinite(v):
+                amount[j] = 1 / (v + T)
+        for name, js in parts.items():
+            v_oo = v_ov.get(combined[name], math.nan)
+            vs = [v_all.get(j, math.nan) for j in js]
+            if not math.isfinite(v_oo):
+                continue
+            if not all(math.isfinite(v) for v in vs):
+                amount.update({j: 0.0 for j, v in zip(js, vs) if math.isfinite(v)})
+                continue
+            share = sum(1 / v for v in vs)
+            amount.update({j: (1 / (v_oo + t_ov)) * (1 / v) / share for j, v in zip(js, vs)})
+        total = sum(amount.values())
+        if total > 0:
+            out_w.update({(oi, j): 100 * a / total for j, a in amount.items()})
+    return out_w
 
 
 def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "adhoc")) -> Reproduction:
@@ -315,7 +377,7 @@ def reproduce(review: Review, *, tolerance: float = 0.10, modern=("REML", "adhoc
             extra = _heterogeneity_note(tot.values, r, out)
             rec.update(verdict=j.verdict, reason=j.reason + (f"; {extra}" if extra else ""))
             rep.targets.append(rec)
-    rep.studies = _study_agreement(review, studies, name)
+    rep.studies = _study_agreement(review, studies, name, split_weights(review, studies, summaries))
     return rep
 
 
@@ -339,11 +401,12 @@ def _heterogeneity_note(values: dict, r, out: Outcome) -> str:
     return ("heterogeneity (ours vs RevMan): " + ", ".join(parts)) if parts else ""
 
 
-def _study_agreement(review: Review, st: pd.DataFrame, name: str) -> pd.DataFrame:
+def _study_agreement(review: Review, st: pd.DataFrame, name: str, shown: dict | None = None) -> pd.DataFrame:
     """Per-study effect, CI and weight beside RevMan's, at RevMan's printed precision.
 
     Weights are compared in the analysis RevMan shows them for: percent of the
-    overall total where the outcome shows totals, else of the study's subgroup.
+    overall total where the outcome shows totals, else of the study's subgroup;
+    ``shown`` overrides them (:func:`split_weights`).
     """
     from ._dist import norm
 
@@ -378,7 +441,7 @@ def _study_agreement(review: Review, st: pd.DataFrame, name: str) -> pd.DataFram
                 rec.update(note="not re-pooled (see the analysis's verdict)", estimable_ours=None)
                 recs.append(rec)
                 continue
-            yi, vi, w = c["yi"], c["vi"], c["weight"]
+            yi, vi, w = c["yi"], c["vi"], (shown or {}).get((oi, j), c["weight"])
             ours_est = bool(np.isfinite(yi) and np.isfinite(vi))
             rec["estimable_ours"] = ours_est
             if ours_est:
