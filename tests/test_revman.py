@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from metarepro.datarows import read_data_rows
@@ -185,6 +186,26 @@ def test_data_rows_split_study_weights_reproduce_revman_web():
     b = st[st["study"] == "Bhardwaj 2022"].set_index("subgroup")["ours_weight"]
     assert b["Ultrasound preprocedure"] == pytest.approx(1.150162, abs=5e-7)
     assert b["Ultrasound real-time"] == pytest.approx(1.480067, abs=5e-7)
+
+
+def test_import_keeps_the_combined_row_of_a_split_study_once(tmp_path):
+    # CD014964.pub2 Analysis 3.3: Bhardwaj 2022 has two SUBGROUP_ONLY rows and one OVERALL_ONLY
+    # row (45 rows). The pair for the pipeline keeps the combined row only, labelled as such, and
+    # lists the two subgroup rows as missing with the reason: nobody is counted twice.
+    from metarepro.importing import SPLIT_COMBINED
+
+    src = read_data_rows(DATA / "CD014964_pub2_analysis3.3-data-rows.csv")
+    csv_path, yaml_path = write_pair(src, tmp_path)
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    assert len(table) == 43
+    b = table[table["study"] == "Bhardwaj 2022"]
+    assert len(b) == 1 and b["subgroup"].tolist() == [SPLIT_COMBINED]
+    an = load_analysis(csv_path, yaml_path)
+    missing = [t for t in an.spec["trials"] if t["status"] == "missing"]
+    assert sorted(t["study"] for t in missing) == [
+        "Bhardwaj 2022 [Ultrasound preprocedure] (subgroup-only row)",
+        "Bhardwaj 2022 [Ultrasound real-time] (subgroup-only row)"]
+    assert all("OVERALL_ONLY" in t["reason"] for t in missing)
 
 
 def test_data_rows_risk_of_bias_imported(tmp_path):

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from .datarows import risk_of_bias
-from .review import FAMILIES, outcome_name, review_name
+from .review import FAMILIES, _split_studies, outcome_name, review_name
 from .revman import Outcome, Review
 
 CSV_COLUMNS = ("study", "year", "outcome", "subgroup", "events_t", "total_t", "events_c", "total_c",
@@ -51,6 +51,11 @@ def _where(review: Review, out: Outcome, study: str | None = None, subgroup: str
     return ", ".join(parts)
 
 
+#: The subgroup column of a split study's combined row (RevMan Web's OVERALL_ONLY), which RevMan
+#: counts in the overall total only.
+SPLIT_COMBINED = "(combined arms of a split study: RevMan's overall total only)"
+
+
 def pair(review: Review) -> tuple[str, list[dict], dict]:
     """The analysis name, the CSV rows and the YAML mapping of an imported review."""
     name = review_name(review)
@@ -58,14 +63,28 @@ def pair(review: Review) -> tuple[str, list[dict], dict]:
     for out in review.outcomes:
         oname = outcome_name(out)
         seen: dict[tuple, int] = {}
+        combined = ({s.study for s in out.studies if s.in_overall and not s.subgroup}
+                    if _split_studies(out) else set())
         for s in out.studies:
+            if not s.in_overall and s.study in combined:
+                # RevMan Web's split study: its per-subgroup rows count in subgroup totals only and its
+                # combined row in the overall total; the pair holds the combined row (no study twice)
+                lab = f"{s.study} [{s.subgroup}] (subgroup-only row)"
+                entry = trials.setdefault(lab, {"study": lab, "outcomes": [], "status": "missing", "reason": (
+                    f"{_where(review, out, s.study, s.subgroup)}: RevMan Web entered {s.study!r} once per "
+                    "subgroup (SUBGROUP_ONLY, counted in that subgroup's total only) and once combined for "
+                    "the overall total (OVERALL_ONLY); the pair keeps the combined row, so that no participant "
+                    "is counted twice, and lists this subgroup row here")})
+                entry["outcomes"].append(oname)
+                continue
             label = s.study
             n = seen.get((s.subgroup, label), 0) + 1
             seen[(s.subgroup, label)] = n
             if n > 1:
                 label = f"{label} ({n})"
             rec = dict.fromkeys(CSV_COLUMNS, "")
-            rec.update(study=label, year=s.year, outcome=oname, subgroup=s.subgroup,
+            sub = s.subgroup or (SPLIT_COMBINED if s.study in combined else "")
+            rec.update(study=label, year=s.year, outcome=oname, subgroup=sub,
                        source=review.source, source_url=review.source_url,
                        source_location=_where(review, out, s.study, s.subgroup), quote=s.quote)
             if out.data_type == "O - E and variance":
