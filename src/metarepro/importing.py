@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from .datarows import risk_of_bias
-from .review import FAMILIES, _split_studies, outcome_name, review_name
+from .review import FAMILIES, has_split_studies, outcome_name, review_name
 from .revman import Outcome, Review
 
 CSV_COLUMNS = ("study", "year", "outcome", "subgroup", "events_t", "total_t", "events_c", "total_c",
@@ -64,7 +64,7 @@ def pair(review: Review) -> tuple[str, list[dict], dict]:
         oname = outcome_name(out)
         seen: dict[tuple, int] = {}
         combined = ({s.study for s in out.studies if s.in_overall and not s.subgroup}
-                    if _split_studies(out) else set())
+                    if has_split_studies(out) else set())
         for s in out.studies:
             if not s.in_overall and s.study in combined:
                 # RevMan Web's split study: its per-subgroup rows count in subgroup totals only and its

@@ -183,7 +183,7 @@ def engine_blocks(review: Review) -> dict[tuple, pd.DataFrame]:
         if out.subgroups:
             keys += [(f"{oi}|{s.subgroup_no}|{s.subgroup}", s.subgroup)
                      for s in {(s.subgroup_no, s.subgroup): s for s in out.studies}.values()]
-            if out.totals_shown and _split_studies(out):
+            if out.totals_shown and has_split_studies(out):
                 keys.append((f"{oi}|*", "*"))  # every subgroup row as one analysis (see split_weights)
         for key, sg in keys:
             sel = [r for r in rows if (bool(out.studies[r["_study"]].subgroup) if sg == "*" else
@@ -205,7 +205,7 @@ def engine_blocks(review: Review) -> dict[tuple, pd.DataFrame]:
     return out_frames
 
 
-def _split_studies(out: Outcome) -> bool:
+def has_split_studies(out: Outcome) -> bool:
     """Whether RevMan Web entered a study per subgroup and once, combined, for the overall
     total (data-rows ``Applicability`` SUBGROUP_ONLY / OVERALL_ONLY)."""
     return any(not s.in_overall for s in out.studies) and any(s.in_overall and not s.subgroup
