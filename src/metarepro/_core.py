@@ -518,7 +518,7 @@ def prediction_interval(est, se, tau2, crit, k, level):
 # Mantel-Haenszel and Peto (from the uncorrected 2x2 counts)
 # --------------------------------------------------------------------------
 
-def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=None, rr_one=None):
+def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rr_one=None):
     """Mantel-Haenszel pooled log RR, log OR or RD with its standard error.
 
     OR: Mantel & Haenszel (1959, JNCI 22:719), variance of Robins, Breslow &
@@ -530,13 +530,10 @@ def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=N
     2010; R meta's ``metabin``).
 
     The cells are used as given: metafor's ``rma.mh`` passes the uncorrected
-    counts (its ``add[2] = 0``); RevMan 5 passes the table with 0.5 added to
-    every cell of a zero-cell study and zeros for the studies it does not
-    estimate (:func:`metarepro.pooling.pool` builds both). ``rd_yi``, if given,
-    are the per-study risk differences averaged with the MH weights
-    ``n1 n2 / N`` instead of those of the cells: RevMan 5 averages the risk
-    differences of the raw counts with the weights of the corrected table (R
-    meta's ``metabin``, ``MH.exact = FALSE``). ``rr_one``, if given, marks the
+    counts (its ``add[2] = 0``); RevMan 5 passes, for RR and OR, the table with
+    0.5 added to every cell of a zero-cell study, for RD the uncorrected
+    counts, and zeros for the studies it does not estimate
+    (:func:`metarepro.pooling.pool` builds both). ``rr_one``, if given, marks the
     RR tables whose risk ratio is 1 by RevMan's all-event rule (every
     participant with the event in both arms): their numerator term is their
     weight ``c n1 / N`` of the corrected table, so that they enter the pooled
@@ -571,10 +568,7 @@ def mantel_haenszel(seg, ai, bi, ci, di, measure, *, rd_variance="sato", rd_yi=N
         else:  # RD
             w = n1 * n2 / n
             L = S(w)
-            if rd_yi is None:
-                beta = S(ai * n2 / n - ci * n1 / n) / L
-            else:
-                beta = S(np.where(w > 0, w * rd_yi, 0.0)) / L
+            beta = S(ai * n2 / n - ci * n1 / n) / L
             if rd_variance == "greenland-robins":
                 var = S(np.where(w > 0, (ai * bi * n2**3 + ci * di * n1**3) / (n1 * n2 * n**2), 0.0)) / L**2
             else:

@@ -430,8 +430,8 @@ def _mh_cells(eff, conv, add, measure):
     and OR the table with ``add`` (0.5) added to every cell of a zero-cell
     study, the studies that are not estimable left out (all cells 0); for RD
     the raw table (weights n1 n2 / N, which need no correction: RevMan prints
-    these weights, e.g. CD000478 Analysis 7.1, where meta corrects them), the
-    Greenland-Robins variance and the RD averaged from the raw counts.
+    these weights, e.g. CD000478 Analysis 7.1, where meta corrects them), so the
+    RD is averaged from the raw counts, with the Greenland-Robins variance.
     """
     c = eff.counts
     if c is None:
@@ -450,10 +450,6 @@ def _mh_cells(eff, conv, add, measure):
     kw = {"rd_variance": "greenland-robins"}
     if measure == "RR":
         kw["rr_one"] = inc & (c["bi"] == 0) & (c["di"] == 0)
-    if measure == "RD":
-        n1, n2 = c["ai"] + c["bi"], c["ci"] + c["di"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            kw["rd_yi"] = np.where(inc, c["ai"] / n1 - c["ci"] / n2, 0.0)
     return {"cells": cells, "kw": kw}
 
 
