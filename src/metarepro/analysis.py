@@ -248,9 +248,7 @@ def heterogeneity_fits(an: Analysis, outcome: str, method: str = "REML", test: s
                 + "; ".join(f"{m['study']} — {m['reason']}" for m in missing) + ")" if missing else "") + ".",
              ""]
     if main.k < 2:
-        est = nat.get("estimate_natural", d["estimate"]) if nat else d["estimate"]
-        lo = nat.get("ci_lower_natural", d["ci_lower"]) if nat else d["ci_lower"]
-        hi = nat.get("ci_upper_natural", d["ci_upper"]) if nat else d["ci_upper"]
+        est, lo, hi = (nat.get(f"{k}_natural", d[k]) for k in ("estimate", "ci_lower", "ci_upper"))
         lines += [("One trial: nothing is pooled, so Q, tau², I², H², the prediction interval and the "
                    "tau² estimators are not applicable (RevMan prints \"Heterogeneity: Not applicable\"). "
                    f"The trial's own estimate: {_fmt(est)} ({_fmt(lo)} to {_fmt(hi)}).")]
