@@ -61,7 +61,7 @@ def main() -> int:
             e = gm["effect_agrees"].dropna()
             print(f"  method {m}: effects {int((e == True).sum())}/{len(e)}, weights "
                   f"{int((c == True).sum())}/{len(c)}")
-    explain_weights(st, files)
+    explain_weights(st)
     print("problems (grouped):")
     for k, v in problems.most_common(15):
         print(f"  {v:6d}  {k}")
@@ -73,33 +73,16 @@ def main() -> int:
     return 0
 
 
-def explain_weights(st: pd.DataFrame, files: list[Path]) -> None:
-    """Every printed weight we do not reproduce at the export's 6 decimals, by cause, then
-    analysis by analysis: RevMan Web's subgroup-only/overall-only rows (the same study entered
-    per subgroup and once, combined, for the overall total), RevMan and metarepro disagreeing
-    on whether a study is estimable, differences below the forest plot's 0.1 percentage point,
-    RevMan printing 0% for every study of a subgroup it does not total, and the rest."""
-    split = set()
-    for f in files:
-        if f.suffix != ".csv":
-            continue
-        d = pd.read_csv(f, low_memory=False, dtype=str)
-        if "Applicability" in d:
-            x = d[d["Applicability"].fillna("SUBGROUP_AND_OVERALL") != "SUBGROUP_AND_OVERALL"]
-            split |= {(f.name, f"Analysis {g}.{n}") for g, n in zip(x["Analysis group"], x["Analysis number"])}
+def explain_weights(st: pd.DataFrame) -> None:
+    """Every printed weight we do not reproduce at the export's 6 decimals, by cause (RevMan and
+    metarepro disagreeing on whether a study is estimable, differences below the forest plot's
+    0.1 percentage point, the rest), then analysis by analysis."""
     d = st[(st["format"] == "cochrane-data-rows") & st["weight_agrees"].notna()]
     bad = d[d["weight_agrees"] == False].copy()
     diff = (bad["ours_weight"] - bad["published_weight"]).abs()
     cause = pd.Series("other", index=bad.index)
     cause[diff < 0.05] = "differs by < 0.05 percentage points (agrees at the forest plot's 0.1%)"
     cause[bad["note"].fillna("").str.contains("estimable")] = "RevMan and metarepro differ on estimability"
-    key = ["file", "outcome", "subgroup"]
-    zero = d.assign(subgroup=d["subgroup"].fillna("")).groupby(key)["published_weight"].transform(
-        lambda w: (w.fillna(0) == 0).all())
-    cause[zero.reindex(bad.index).fillna(False).astype(bool)] = (
-        "RevMan printed 0% for every study of the subgroup (no total computed)")
-    cause[[(f, o) in split for f, o in zip(bad["file"], bad["outcome"])]] = (
-        "analysis with RevMan Web SUBGROUP_ONLY/OVERALL_ONLY rows")
     bad["cause"] = cause
     near = ((d["ours_weight"] - d["published_weight"]).abs() < 0.05) | (d["weight_agrees"] == True)
     print(f"weights at the forest plot's precision (0.1 percentage point): {int(near.sum())} of {len(d)} "
