@@ -27,9 +27,13 @@ def snakemake(cwd, *args):
     return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
+def tracked_files() -> list[str]:
+    """The repository's files as committed (``git ls-files``), relative to its root."""
+    return subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+
+
 def tracked_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
+    for f in tracked_files():
         if f.startswith("results/"):
             continue
         src = ROOT / f
